@@ -1,0 +1,37 @@
+/**
+ * Errors nuxt-live-sync reports. Every message starts with `[live-sync]` and
+ * says what to do about it; `code` lets callers and tests tell them apart.
+ */
+export type LiveSyncErrorCode =
+  | 'CONFIG'
+  | 'WATCH_OPTIONS'
+  | 'CONNECT'
+  | 'WAL_LEVEL'
+  | 'NO_PUBLICATION'
+  | 'NO_PRIVILEGE'
+  | 'NO_SLOTS'
+  | 'REPLICATION'
+
+export class LiveSyncError extends Error {
+  constructor(
+    readonly code: LiveSyncErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message.startsWith('[live-sync]') ? message : `[live-sync] ${message}`, options)
+    this.name = 'LiveSyncError'
+  }
+}
+
+/** Where the engine writes what it has to say; `console` by default. */
+export interface LiveSyncLogger {
+  info: (message: string) => void
+  warn: (message: string) => void
+  error: (message: string) => void
+}
+
+export const consoleLogger: LiveSyncLogger = {
+  info: message => console.info(message),
+  warn: message => console.warn(message),
+  error: message => console.error(message),
+}

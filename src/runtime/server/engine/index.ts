@@ -1,0 +1,8 @@
+export { createLiveSyncEngine, LiveSyncEngine } from './live-sync-engine'
+export type { EngineStatus, EngineSubscription, LiveSyncEngineOptions } from './live-sync-engine'
+export { LiveSyncError } from './errors'
+export type { LiveSyncErrorCode, LiveSyncLogger } from './errors'
+export { KeyBatch, ResyncNotice } from './key-batch'
+export type { Delivery, Subscriber } from './key-batch'
+export type { LiveSyncWatchOptions } from './watch-options'
+export type { WatchedModel } from './watch-registry'

@@ -1,0 +1,360 @@
+/**
+ * The replication engine: every transaction committed to Postgres becomes,
+ * per subscription key, one batch of changes shaped like the app's Sequelize
+ * models, dispatched in commit order; its LSN is acknowledged only after
+ * that. Framework-free: the Nitro plugin and the tests drive it the same way.
+ */
+import { randomBytes } from 'node:crypto'
+import type { ClientConfig } from 'pg'
+import type { Sequelize } from 'sequelize'
+import { compareLsn, type Lsn } from '../../shared/lsn'
+import { keyString, type KeyValue, type ModelMeta } from '../../shared/protocol'
+import { ChangeRouter, type KeyedChanges } from './change-router'
+import { resolveConnectionConfig } from './connection-config'
+import { consoleLogger, LiveSyncError, type LiveSyncLogger } from './errors'
+import type { KeyBatch, Subscriber } from './key-batch'
+import type { PgoutputMessage } from './pgoutput-decoder'
+import { preflight } from './preflight'
+import type { ReplayBufferOptions } from './replay-buffer'
+import { ReplicationStream } from './replication-stream'
+import type { ParserLookup } from './row-shaper'
+import { SubscriptionHub } from './subscription-hub'
+import { discoverWatchedModels, type WatchedModel } from './watch-registry'
+
+export interface LiveSyncEngineOptions {
+  /** The app's Sequelize instance; its models with `liveSync` options are watched. */
+  sequelize: Sequelize
+  /** Connection for replication; defaults to the Sequelize instance's settings. */
+  connection?: string | ClientConfig | null
+  /** Publication to stream (created by the migration). */
+  publication?: string
+  logger?: LiveSyncLogger
+  /** How much recent history is kept for replaying to late subscribers. */
+  replay?: ReplayBufferOptions
+  /** Reconnect backoff after the replication connection fails, in ms. */
+  retry?: { minDelayMs?: number, maxDelayMs?: number }
+  /** Silence after which the replication connection counts as dead, in ms. */
+  idleTimeoutMs?: number
+  /**
+   * How far back `snapshotCursor()` looks, in ms: a transaction that was just
+   * decoded may not be visible to a new snapshot yet, so a page's cursor
+   * stays this much behind; replaying a little extra is harmless.
+   */
+  snapshotMarginMs?: number
+}
+
+export type EngineStatus = 'idle' | 'starting' | 'streaming' | 'reconnecting' | 'error' | 'stopped'
+
+export interface EngineSubscription {
+  unsubscribe: () => void
+  /** Everything after this cursor will reach the subscriber live. */
+  cursor: Lsn | null
+  /** Batches replayed to the subscriber before it went live. */
+  replayed: number
+  /** `since` was older than the replay history: the subscriber must resync. */
+  tooOld: boolean
+}
+
+const PUBLICATION_RE = /^[a-z_][a-z0-9_$]{0,62}$/i
+
+export class LiveSyncEngine {
+  readonly watched: WatchedModel[]
+  readonly hub: SubscriptionHub
+  readonly publication: string
+  status: EngineStatus = 'idle'
+  lastError: LiveSyncError | null = null
+  /** Identifies the current replication session; a new one means a gap was possible. */
+  epoch = ''
+  /** Everything up to here has been dispatched. */
+  cursor: Lsn | null = null
+  /** What a client needs to know of each watched model. */
+  readonly models: Record<string, ModelMeta>
+
+  private readonly sequelize: Sequelize
+  private readonly logger: LiveSyncLogger
+  private readonly config: ClientConfig
+  private readonly options: LiveSyncEngineOptions
+  private router: ChangeRouter | null = null
+  private stream: ReplicationStream | null = null
+  private tx: KeyedChanges | null = null
+  private truncated: Set<string> | null = null
+  private recent: Array<{ cursor: Lsn, at: number }> = []
+  /** The cursor just before `recent[0]`. */
+  private recentBase: Lsn | null = null
+  /** A change of the open transaction could not be shaped (a bug): resync its subscribers. */
+  private txBroken = false
+  private attempt = 0
+  private retryTimer: NodeJS.Timeout | null = null
+  private running: Promise<void> | null = null
+  private stopped = false
+  private lastReported = ''
+  private readonly statusListeners = new Set<(status: EngineStatus) => void>()
+
+  constructor(options: LiveSyncEngineOptions) {
+    if (!options?.sequelize || typeof options.sequelize.getDialect !== 'function') {
+      throw new LiveSyncError('CONFIG', 'createLiveSyncEngine needs { sequelize }: the app\'s Sequelize instance.')
+    }
+    if (options.sequelize.getDialect() !== 'postgres') {
+      throw new LiveSyncError('CONFIG', `live sync needs PostgreSQL; the Sequelize instance uses ${options.sequelize.getDialect()}.`)
+    }
+    this.options = options
+    this.sequelize = options.sequelize
+    this.publication = options.publication ?? 'live_sync'
+    if (!PUBLICATION_RE.test(this.publication)) {
+      throw new LiveSyncError('CONFIG', `publication name ${JSON.stringify(this.publication)} is not a plain identifier (letters, digits, _).`)
+    }
+    this.logger = options.logger ?? consoleLogger
+    this.config = resolveConnectionConfig(this.sequelize, options.connection)
+    this.watched = discoverWatchedModels(this.sequelize)
+    this.models = Object.fromEntries(this.watched.map(watch => [watch.name, { id: watch.id.map(id => id.attribute) }]))
+    this.hub = new SubscriptionHub(this.logger, options.replay)
+  }
+
+  /**
+   * Starts streaming. Resolves once the first attempt has streamed or failed:
+   * a misconfigured database is reported once (with the fix) and retried in
+   * the background, never thrown, so the host app keeps serving.
+   */
+  start(): Promise<void> {
+    if (this.running) return this.running
+    this.stopped = false
+    if (this.watched.length === 0) this.logger.warn('[live-sync] no Sequelize model has liveSync watch options; nothing will be streamed.')
+    this.running = this.connect()
+    return this.running
+  }
+
+  /** Stops streaming; resolves when Postgres no longer holds our slot. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    if (this.retryTimer) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    const stream = this.stream
+    this.stream = null
+    await this.running?.catch(() => {})
+    await stream?.stop()
+    await this.stream?.stop()
+    this.stream = null
+    this.running = null
+    this.setStatus('stopped')
+  }
+
+  /**
+   * Subscribes to a key. With `since`, first replays (synchronously) the
+   * key's batches after that cursor, so nothing between a page's data load
+   * and its subscription is lost; or reports `tooOld` when the history does
+   * not reach back that far.
+   */
+  subscribe(key: KeyValue, subscriber: Subscriber, since?: Lsn | null): EngineSubscription {
+    const routed = keyString(key)!
+    let replayed = 0
+    let tooOld = false
+    if (since) {
+      const batches = this.replay(key, since)
+      if (batches === null) tooOld = true
+      else for (const batch of batches) {
+        subscriber(batch)
+        replayed++
+      }
+    }
+    const unsubscribe = this.hub.subscribe(routed, subscriber)
+    return { unsubscribe, cursor: this.cursor, replayed, tooOld }
+  }
+
+  /** The key's batches after `since`, or `null` when they are no longer all held. */
+  replay(key: KeyValue, since: Lsn): KeyBatch[] | null {
+    if (!this.cursor) return null
+    return this.hub.buffer.since(keyString(key)!, since)
+  }
+
+  /**
+   * A cursor that a page may load its data after: every transaction up to
+   * it is visible to a snapshot taken now.
+   */
+  snapshotCursor(now = Date.now()): Lsn | null {
+    const settled = now - (this.options.snapshotMarginMs ?? 100)
+    for (let i = this.recent.length - 1; i >= 0; i--) {
+      if (this.recent[i]!.at <= settled) return this.recent[i]!.cursor
+    }
+    return this.recentBase ?? this.cursor
+  }
+
+  /** Resolves when the engine reaches `status` (for tests and health checks). */
+  waitFor(status: EngineStatus, timeoutMs = 10_000): Promise<void> {
+    if (this.status === status) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.statusListeners.delete(listener)
+        reject(new Error(`[live-sync] engine did not reach '${status}' within ${timeoutMs} ms (it is '${this.status}'${this.lastError ? `: ${this.lastError.message}` : ''})`))
+      }, timeoutMs)
+      const listener = (current: EngineStatus) => {
+        if (current !== status) return
+        clearTimeout(timer)
+        this.statusListeners.delete(listener)
+        resolve()
+      }
+      this.statusListeners.add(listener)
+    })
+  }
+
+  private setStatus(status: EngineStatus): void {
+    if (this.status === status) return
+    this.status = status
+    for (const listener of [...this.statusListeners]) listener(status)
+  }
+
+  private async connect(): Promise<void> {
+    const reconnecting = this.epoch !== ''
+    this.setStatus(reconnecting ? 'reconnecting' : 'starting')
+    let stream: ReplicationStream | null = null
+    try {
+      // A first connection makes Sequelize learn the OIDs of enums, ranges, ….
+      await this.sequelize.authenticate({ logging: false })
+      const { warnings } = await preflight(this.config, this.publication, this.watched.map(watch => watch.table).filter((t, i, all) => all.indexOf(t) === i))
+      if (this.stopped) return
+      if (!reconnecting) for (const warning of warnings) this.logger.warn(warning)
+      const connectionManager = (this.sequelize as unknown as { connectionManager: { getTypeParser: ParserLookup } }).connectionManager
+      this.router = new ChangeRouter(this.watched, oid => connectionManager.getTypeParser(oid), this.logger)
+      this.tx = null
+      this.truncated = null
+      stream = new ReplicationStream({
+        config: this.config,
+        publication: this.publication,
+        slotName: `live_sync_${process.pid}_${randomBytes(4).toString('hex')}`,
+        idleTimeoutMs: this.options.idleTimeoutMs,
+        onMessage: message => this.onMessage(message, stream!),
+      })
+      this.stream = stream
+      const consistentPoint = await stream.start()
+      if (this.stopped) return
+      this.began(consistentPoint, reconnecting)
+      void stream.closed.then(error => this.onClosed(stream!, error))
+    }
+    catch (error) {
+      if (this.stream === stream) this.stream = null
+      await stream?.stop().catch(() => {})
+      if (this.stopped) return
+      this.report(error)
+      this.setStatus('error')
+      this.scheduleRetry()
+    }
+  }
+
+  private began(consistentPoint: Lsn, reconnecting: boolean): void {
+    this.epoch = randomBytes(6).toString('hex')
+    this.attempt = 0
+    // Nothing from before the new slot can be replayed: the history restarts here.
+    this.hub.buffer.reset(consistentPoint)
+    this.recent = []
+    this.recentBase = consistentPoint
+    this.cursor = consistentPoint
+    if (this.lastReported) this.logger.info('[live-sync] replication is streaming again.')
+    this.lastReported = ''
+    this.lastError = null
+    this.txBroken = false
+    this.setStatus('streaming')
+    // Whoever subscribed before this stream began (a reconnect, or sockets that
+    // arrived while the database was unreachable) may have missed changes.
+    if (reconnecting || this.hub.keyCount > 0) this.hub.resyncAll('gap', this.cursor)
+  }
+
+  private onClosed(stream: ReplicationStream, error: Error | null): void {
+    if (this.stopped || this.stream !== stream) return
+    this.stream = null
+    void stream.stop()
+    this.report(error ?? new LiveSyncError('REPLICATION', 'replication stream ended'))
+    this.setStatus('reconnecting')
+    this.scheduleRetry()
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped || this.retryTimer) return
+    const min = this.options.retry?.minDelayMs ?? 500
+    const max = this.options.retry?.maxDelayMs ?? 30_000
+    const delay = Math.min(max, min * 2 ** this.attempt++) * (0.5 + Math.random() / 2)
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      this.running = this.connect()
+    }, delay)
+    this.retryTimer.unref?.()
+  }
+
+  /** Logs an error once; the same error again (a retry failing alike) stays quiet. */
+  private report(error: unknown): void {
+    const liveSyncError = error instanceof LiveSyncError
+      ? error
+      : new LiveSyncError('REPLICATION', (error as Error)?.message ?? String(error), { cause: error })
+    this.lastError = liveSyncError
+    const signature = `${liveSyncError.code}:${liveSyncError.message}`
+    if (signature === this.lastReported) return
+    this.lastReported = signature
+    this.logger.error(liveSyncError.message)
+  }
+
+  private onMessage(message: PgoutputMessage, stream: ReplicationStream): void {
+    try {
+      this.handle(message, stream)
+    }
+    catch (error) {
+      // Never let a bad value escape into pg's socket handler; the
+      // transaction's subscribers are told to resync instead.
+      this.txBroken = true
+      this.report(new LiveSyncError('REPLICATION', `could not process a ${message.tag} message: ${(error as Error)?.stack ?? error}`, { cause: error }))
+    }
+  }
+
+  private handle(message: PgoutputMessage, stream: ReplicationStream): void {
+    const router = this.router!
+    switch (message.tag) {
+      case 'begin':
+        this.tx = new Map()
+        this.truncated = null
+        return
+      case 'relation':
+        router.relation(message)
+        return
+      case 'insert':
+        router.insert(message, this.tx ??= new Map())
+        return
+      case 'update':
+        router.update(message, this.tx ??= new Map())
+        return
+      case 'delete':
+        router.delete(message, this.tx ??= new Map())
+        return
+      case 'truncate':
+        for (const table of router.truncated(message)) (this.truncated ??= new Set()).add(table)
+        return
+      case 'commit':
+        this.dispatch(message.commitEndLsn)
+        stream.acknowledge(message.commitEndLsn)
+    }
+  }
+
+  /** Hands a committed transaction to the hub, one batch per key. */
+  private dispatch(cursor: Lsn): void {
+    const now = Date.now()
+    const tx = this.tx
+    this.tx = null
+    // Postgres streams transactions in commit order; a cursor never goes back.
+    if (this.cursor && compareLsn(cursor, this.cursor) < 0) return
+    this.cursor = cursor
+    this.recent.push({ cursor, at: now })
+    if (this.recent.length > 4096) this.recentBase = this.recent.splice(0, 2048).at(-1)!.cursor
+    if (tx) for (const [key, changes] of tx) this.hub.publish(key, cursor, changes, now)
+    if (this.truncated) {
+      this.hub.buffer.raiseFloor(cursor)
+      this.hub.resyncAll('truncate', cursor, [...this.truncated])
+      this.truncated = null
+    }
+    if (this.txBroken) {
+      this.txBroken = false
+      this.hub.buffer.raiseFloor(cursor)
+      this.hub.resyncAll('gap', cursor)
+    }
+  }
+}
+
+/** Creates the engine for an app's Sequelize instance (see `LiveSyncEngineOptions`). */
+export function createLiveSyncEngine(options: LiveSyncEngineOptions): LiveSyncEngine {
+  return new LiveSyncEngine(options)
+}

@@ -1,0 +1,223 @@
+/**
+ * One logical replication session: a TEMPORARY pgoutput slot created on the
+ * replication connection itself (so Postgres drops it, and the WAL it pins,
+ * whenever the session ends, even if this process is killed), streamed
+ * through pg-logical-replication with acknowledgements under our control.
+ */
+import pg from 'pg'
+import { LogicalReplicationService } from 'pg-logical-replication'
+import { maxLsn, normalizeLsn, type Lsn } from '../../shared/lsn'
+import { LiveSyncError } from './errors'
+import { decodePgoutput, formatLsn, type PgoutputMessage } from './pgoutput-decoder'
+
+interface PluginOptions {
+  publication: string
+  onSlot: (consistentPoint: Lsn) => void
+}
+
+/** pgoutput with our decoder, and a temporary slot made right before streaming. */
+class LiveSyncPgoutputPlugin {
+  constructor(private readonly options: PluginOptions) {}
+
+  get name(): string {
+    return 'pgoutput'
+  }
+
+  parse(buffer: Buffer): PgoutputMessage {
+    return decodePgoutput(buffer)
+  }
+
+  async start(client: pg.Client, slotName: string): Promise<unknown> {
+    // Values are printed in the session's time zone: UTC gives timestamptz
+    // text that converts to ISO strings without a Date (see row-shaper).
+    await client.query(`SET TimeZone TO 'UTC'`)
+    // A temporary slot must be created on the connection that streams from it.
+    const { rows } = await client.query(`CREATE_REPLICATION_SLOT "${slotName}" TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`)
+    const consistentPoint = normalizeLsn(rows[0].consistent_point)
+    this.options.onSlot(consistentPoint)
+    return client.query(`START_REPLICATION SLOT "${slotName}" LOGICAL ${consistentPoint} (proto_version '1', publication_names '"${this.options.publication}"')`)
+  }
+}
+
+export interface ReplicationStreamOptions {
+  config: pg.ClientConfig
+  publication: string
+  slotName: string
+  /** Every decoded message, in stream order. */
+  onMessage: (message: PgoutputMessage) => void
+  /** Silence after which the connection counts as dead, in ms. */
+  idleTimeoutMs?: number
+}
+
+export class ReplicationStream {
+  private readonly service: LogicalReplicationService
+  private inTransaction = false
+  private acked: Lsn | null = null
+  private pendingAck: Lsn | null = null
+  private ackScheduled = false
+  /** Messages received; the watchdog compares it between ticks (cheaper than a clock read per message). */
+  private received = 0
+  private lastActivity = Date.now()
+  private watchdog: NodeJS.Timeout | null = null
+  private stopping = false
+  private resolveClosed!: (error: Error | null) => void
+  /** Where the slot starts: nothing committed before it is streamed. */
+  consistentPoint: Lsn | null = null
+  /** Settles when the session ends: `null` after `stop()`, the error otherwise. */
+  readonly closed: Promise<Error | null>
+
+  constructor(private readonly options: ReplicationStreamOptions) {
+    this.closed = new Promise(resolve => (this.resolveClosed = resolve))
+    this.service = new LogicalReplicationService(
+      { ...options.config, keepAlive: true },
+      // We acknowledge a transaction only after it is dispatched; the library's
+      // timer would acknowledge whatever arrived last.
+      { acknowledge: { auto: false, timeoutSeconds: 0 } },
+    )
+    this.service.on('data', (_lsn: string, message: PgoutputMessage) => {
+      this.received++
+      if (message.tag === 'begin') this.inTransaction = true
+      else if (message.tag === 'commit') this.inTransaction = false
+      options.onMessage(message)
+    })
+    this.service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) => {
+      this.received++
+      // Between transactions everything up to the keepalive's position has
+      // been dispatched: confirming it lets Postgres recycle WAL that only
+      // unwatched tables wrote.
+      if (!this.inTransaction) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, normalizeLsn(lsn))
+      if (shouldRespond) this.flushAck()
+    })
+    this.service.on('error', () => {}) // surfaced through the subscribe() promise
+  }
+
+  /** Creates the slot and starts streaming; resolves with the slot's consistent point. */
+  start(): Promise<Lsn> {
+    return new Promise<Lsn>((resolve, reject) => {
+      let started = false
+      const plugin = new LiveSyncPgoutputPlugin({
+        publication: this.options.publication,
+        onSlot: (point) => {
+          this.consistentPoint = point
+          this.acked = point
+        },
+      })
+      this.service.once('start', () => {
+        started = true
+        this.startWatchdog()
+        resolve(this.consistentPoint!)
+      })
+      this.service.subscribe(plugin as never, this.options.slotName).then(
+        () => this.finish(started ? null : new LiveSyncError('REPLICATION', 'the replication stream ended before it started')),
+        (error: Error) => {
+          // A rejected subscribe() leaves the connection open.
+          void this.service.stop().catch(() => {})
+          const wrapped = error instanceof LiveSyncError ? error : new LiveSyncError('REPLICATION', `replication stream failed: ${error.message}`, { cause: error })
+          if (!started) reject(wrapped)
+          this.finish(wrapped)
+        },
+      )
+    })
+  }
+
+  /** Confirms everything up to `lsn` (a dispatched transaction's end); coalesced per tick. */
+  acknowledge(lsn: Lsn): void {
+    this.pendingAck = lsn
+    if (this.ackScheduled) return
+    this.ackScheduled = true
+    setImmediate(() => {
+      this.ackScheduled = false
+      this.flushAck()
+    })
+  }
+
+  private flushAck(ping = false): void {
+    const lsn = this.pendingAck ?? this.acked
+    this.pendingAck = null
+    if (!lsn || this.stopping) return
+    this.acked = lsn
+    // The library reports `lsn + 1`; Postgres must hear exactly the position
+    // (a walsender shutting down waits until the reply equals what it sent).
+    void this.service.acknowledge(previousLsn(lsn), ping).catch(() => {})
+  }
+
+  /**
+   * Notices a dead connection: an idle stream is pinged, and one that stays
+   * silent past the timeout is closed so the engine reconnects.
+   */
+  private startWatchdog(): void {
+    const timeout = this.options.idleTimeoutMs ?? 30_000
+    let seen = this.received
+    this.watchdog = setInterval(() => {
+      if (this.received !== seen) {
+        seen = this.received
+        this.lastActivity = Date.now()
+      }
+      const silent = Date.now() - this.lastActivity
+      if (silent > timeout) {
+        void this.service.stop().catch(() => {})
+        this.finish(new LiveSyncError('REPLICATION', `replication connection silent for ${Math.round(silent / 1000)} s`))
+      }
+      else if (silent > timeout / 3) this.flushAck(true)
+    }, Math.max(50, Math.floor(timeout / 6)))
+    this.watchdog.unref?.()
+  }
+
+  private finish(error: Error | null): void {
+    if (this.watchdog) clearInterval(this.watchdog)
+    this.watchdog = null
+    this.resolveClosed(this.stopping ? null : error)
+  }
+
+  /**
+   * Ends the session and waits until Postgres has dropped the temporary
+   * slot, dropping it ourselves if it lingers inactive.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    if (this.pendingAck) {
+      this.stopping = false
+      this.flushAck()
+      this.stopping = true
+    }
+    await this.service.stop().catch(() => {})
+    this.service.removeAllListeners()
+    this.finish(null)
+    await dropSlot(this.options.config, this.options.slotName)
+  }
+}
+
+/** The LSN one byte before `lsn` (what pg-logical-replication's acknowledge wants). */
+export function previousLsn(lsn: Lsn): Lsn {
+  const slash = lsn.indexOf('/')
+  const hi = Number.parseInt(lsn.slice(0, slash), 16)
+  const lo = Number.parseInt(lsn.slice(slash + 1), 16)
+  if (lo > 0) return formatLsn(hi, lo - 1)
+  return hi > 0 ? formatLsn(hi - 1, 0xFFFFFFFF) : lsn
+}
+
+/** Waits for a temporary slot to disappear; drops it if it stays, inactive. */
+async function dropSlot(config: pg.ClientConfig, slotName: string, deadlineMs = 5000): Promise<void> {
+  const client = new pg.Client(config)
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    const deadline = Date.now() + deadlineMs
+    for (;;) {
+      const { rows } = await client.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slotName])
+      if (rows.length === 0) return
+      if (Date.now() > deadline) {
+        if (!rows[0]!.active) await client.query('SELECT pg_drop_replication_slot($1)', [slotName]).catch(() => {})
+        return
+      }
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+  }
+  catch {
+    // The database is unreachable: the slot was temporary and dies with its session anyway.
+  }
+  finally {
+    await client.end().catch(() => {})
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Who listens to which key. Lookup is one Map access per key of a
+ * transaction, so a change costs the same whether ten or ten thousand other
+ * keys have subscribers.
+ */
+import type { Lsn } from '../../shared/lsn'
+import type { Change, ResyncReason } from '../../shared/protocol'
+import { KeyBatch, ResyncNotice, type Subscriber } from './key-batch'
+import { ReplayBuffer, type ReplayBufferOptions } from './replay-buffer'
+import type { LiveSyncLogger } from './errors'
+
+export class SubscriptionHub {
+  private readonly subscribers = new Map<string, Set<Subscriber>>()
+  readonly buffer: ReplayBuffer
+
+  constructor(
+    private readonly logger: LiveSyncLogger,
+    replay?: ReplayBufferOptions,
+  ) {
+    this.buffer = new ReplayBuffer(replay)
+  }
+
+  /** Records a key's batch for replay and hands it to the key's subscribers. */
+  publish(key: string, cursor: Lsn, changes: Change[], at: number): KeyBatch {
+    const batch = new KeyBatch(key, cursor, changes, at)
+    this.buffer.add(batch)
+    const subscribers = this.subscribers.get(key)
+    if (subscribers) this.deliver(subscribers, batch)
+    return batch
+  }
+
+  /** Tells every subscribed key that its state may be stale. */
+  resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): void {
+    for (const [key, subscribers] of this.subscribers) this.deliver(subscribers, new ResyncNotice(key, cursor, reason, tables))
+  }
+
+  /** Adds a subscriber to `key`; returns the function that removes it. */
+  subscribe(key: string, subscriber: Subscriber): () => void {
+    let subscribers = this.subscribers.get(key)
+    if (!subscribers) this.subscribers.set(key, (subscribers = new Set()))
+    subscribers.add(subscriber)
+    return () => {
+      const current = this.subscribers.get(key)
+      if (!current) return
+      current.delete(subscriber)
+      if (current.size === 0) this.subscribers.delete(key)
+    }
+  }
+
+  /** Number of keys with at least one subscriber. */
+  get keyCount(): number {
+    return this.subscribers.size
+  }
+
+  subscriberCount(key: string): number {
+    return this.subscribers.get(key)?.size ?? 0
+  }
+
+  private deliver(subscribers: Set<Subscriber>, delivery: KeyBatch | ResyncNotice): void {
+    for (const subscriber of subscribers) {
+      try {
+        subscriber(delivery)
+      }
+      catch (error) {
+        // One broken subscriber must not starve the others of the batch.
+        this.logger.error(`[live-sync] a subscriber of key ${JSON.stringify(delivery.key)} threw: ${(error as Error)?.stack ?? error}`)
+      }
+    }
+  }
+}

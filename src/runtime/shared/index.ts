@@ -1,0 +1,3 @@
+export * from './lsn'
+export * from './protocol'
+export * from './patch'

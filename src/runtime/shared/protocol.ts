@@ -1,0 +1,260 @@
+/**
+ * The nuxt-live-sync wire protocol: JSON text frames over one WebSocket.
+ * Framework-free on purpose: the Nitro route and the browser client both
+ * import it, so the two sides cannot drift apart.
+ *
+ * Every server message about a key carries `cursor`, the commit LSN the key's
+ * state is known up to. A client resumes by subscribing with `since: cursor`;
+ * the server then replays what it still holds after that cursor, or answers
+ * `resync` when it cannot.
+ */
+import { isLsn, type Lsn } from './lsn'
+
+export const PROTOCOL_VERSION = 1
+
+/** A subscription key as the app passes it (an organization id, a uuid, …). */
+export type KeyValue = string | number | boolean
+
+/** A row as the model's JSON (`JSON.parse(JSON.stringify(instance))`). */
+export type Row = Record<string, unknown>
+
+export type ChangeOp = 'insert' | 'update' | 'delete'
+
+/** One row change of one model inside a committed transaction. */
+export interface Change {
+  op: ChangeOp
+  /** The Sequelize model name. */
+  model: string
+  /** The row's id: the id attribute's value, or an array of values for a composite id. */
+  id: unknown
+  /** The new row for insert/update, the old row for delete. */
+  row: Row
+}
+
+/** What the client needs to know of a watched model to patch lists. */
+export interface ModelMeta {
+  /** Attribute names that make up the row id. */
+  id: string[]
+}
+
+export type ResyncReason =
+  /** The table was truncated: the rows the page holds may all be gone. */
+  | 'truncate'
+  /** The replication stream was interrupted; changes may have been missed (a new epoch). */
+  | 'gap'
+  /** `since` is older than anything the server still holds. */
+  | 'too-old'
+
+export type ErrorCode =
+  | 'bad-request'
+  | 'unsupported-version'
+  | 'forbidden'
+  | 'unavailable'
+  | 'too-many-keys'
+  | 'internal'
+
+// ── server → client ─────────────────────────────────────────────────────────
+
+export interface HelloMessage {
+  type: 'hello'
+  v: typeof PROTOCOL_VERSION
+  /** Changes whenever the server's replication stream restarts. */
+  epoch: string
+  /** The server's position: everything up to here has been dispatched. */
+  cursor: Lsn | null
+  models: Record<string, ModelMeta>
+}
+
+export interface TxMessage {
+  type: 'tx'
+  key: string
+  cursor: Lsn
+  changes: Change[]
+  /** Set when this is a replay answering a `replay` request. */
+  ref?: number
+}
+
+export interface SubscribedMessage {
+  type: 'subscribed'
+  key: string
+  /** Every later `tx` for this key has a cursor after this one. */
+  cursor: Lsn | null
+  /** How many replayed `tx` frames preceded this message. */
+  replayed: number
+}
+
+export interface ReplayedMessage {
+  type: 'replayed'
+  key: string
+  ref: number
+  cursor: Lsn | null
+  replayed: number
+}
+
+export interface ResyncMessage {
+  type: 'resync'
+  key: string
+  cursor: Lsn | null
+  reason: ResyncReason
+  /** Tables involved, for `truncate`. */
+  tables?: string[]
+  ref?: number
+}
+
+export interface UnsubscribedMessage {
+  type: 'unsubscribed'
+  key: string
+}
+
+export interface PongMessage {
+  type: 'pong'
+  cursor: Lsn | null
+  t?: number
+}
+
+export interface ErrorMessage {
+  type: 'error'
+  code: ErrorCode
+  message: string
+  key?: string
+  ref?: number
+}
+
+export type ServerMessage =
+  | HelloMessage
+  | TxMessage
+  | SubscribedMessage
+  | ReplayedMessage
+  | ResyncMessage
+  | UnsubscribedMessage
+  | PongMessage
+  | ErrorMessage
+
+// ── client → server ─────────────────────────────────────────────────────────
+
+export interface SubMessage {
+  type: 'sub'
+  key: KeyValue
+  /** Replay what happened after this cursor before going live. */
+  since?: Lsn
+}
+
+export interface UnsubMessage {
+  type: 'unsub'
+  key: KeyValue
+}
+
+/** Ask for the changes of an already subscribed key after `since` (a second listener joining). */
+export interface ReplayMessage {
+  type: 'replay'
+  key: KeyValue
+  since: Lsn
+  ref: number
+}
+
+export interface PingMessage {
+  type: 'ping'
+  t?: number
+}
+
+export type ClientMessage = SubMessage | UnsubMessage | ReplayMessage | PingMessage
+
+/** Longest subscription key accepted, in characters. */
+export const MAX_KEY_LENGTH = 256
+/** Largest client frame accepted, in characters. */
+export const MAX_CLIENT_FRAME = 4096
+
+/** A protocol violation; the server answers it with an `error` frame. */
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message)
+    this.name = 'ProtocolError'
+  }
+}
+
+/**
+ * The one string a key value is routed by. A row's `organizationId` of `5`
+ * and a client's key `'5'` or `5` meet here.
+ */
+export function keyString(value: unknown): string | null {
+  if (value === null || value === undefined) return null
+  switch (typeof value) {
+    case 'string':
+      return value
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return String(value)
+  }
+  if (value instanceof Date) return value.toISOString()
+  return JSON.stringify(value)
+}
+
+/** The string a row id is indexed by (ids of composite keys are arrays). */
+export function idKey(id: unknown): string {
+  return Array.isArray(id) ? JSON.stringify(id) : (keyString(id) ?? '')
+}
+
+/** The id of a row, given the model's id attributes. */
+export function rowId(row: Row, idAttributes: readonly string[]): unknown {
+  if (idAttributes.length === 1) return row[idAttributes[0]!]
+  return idAttributes.map(attribute => row[attribute])
+}
+
+function fail(message: string): never {
+  throw new ProtocolError('bad-request', `[live-sync] ${message}`)
+}
+
+function checkKey(key: unknown): KeyValue {
+  if (typeof key === 'string') {
+    if (key.length === 0 || key.length > MAX_KEY_LENGTH) fail(`"key" must be 1 to ${MAX_KEY_LENGTH} characters`)
+    return key
+  }
+  if (typeof key === 'number' && Number.isFinite(key)) return key
+  if (typeof key === 'boolean') return key
+  return fail('"key" must be a string, a finite number or a boolean')
+}
+
+function checkSince(since: unknown, required: boolean): Lsn | undefined {
+  if (since === undefined || since === null) {
+    if (required) fail('"since" is required')
+    return undefined
+  }
+  if (!isLsn(since)) fail('"since" must be a cursor (an LSN such as "0/16B3F80")')
+  return since
+}
+
+/**
+ * Parses and validates one client frame. Throws a `ProtocolError` that says
+ * what was wrong; never returns something half-valid.
+ */
+export function parseClientMessage(text: string): ClientMessage {
+  if (text.length > MAX_CLIENT_FRAME) fail(`frame longer than ${MAX_CLIENT_FRAME} characters`)
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  }
+  catch {
+    fail('frame is not valid JSON')
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) fail('frame must be a JSON object')
+  const message = data as Record<string, unknown>
+  switch (message.type) {
+    case 'sub':
+      return { type: 'sub', key: checkKey(message.key), since: checkSince(message.since, false) }
+    case 'unsub':
+      return { type: 'unsub', key: checkKey(message.key) }
+    case 'replay': {
+      const ref = message.ref
+      if (typeof ref !== 'number' || !Number.isSafeInteger(ref)) fail('"ref" must be an integer')
+      return { type: 'replay', key: checkKey(message.key), since: checkSince(message.since, true)!, ref }
+    }
+    case 'ping':
+      return typeof message.t === 'number' ? { type: 'ping', t: message.t } : { type: 'ping' }
+    default:
+      return fail(`unknown message type ${JSON.stringify(message.type)} (expected sub, unsub, replay or ping)`)
+  }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+/**
+ * Benchmark: prints figures, asserts nothing (timed assertions are flaky;
+ * CI runs the tests, people run this). `npm run bench`.
+ *
+ *   throughput  rows/s from the first commit to the last batch dispatched
+ *               (100 000 rows in 10 transactions, one subscribed key)
+ *   latency     commit → subscriber callback, single-row transactions
+ *   fan-out     one 1 000-row transaction to 1 000 subscribers of its key:
+ *               frames built (must be 1) and time to hand it to all of them
+ *
+ * Starts its own PostgreSQL (same launcher as the tests).
+ */
+import { performance } from 'node:perf_hooks'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { createJiti } from 'jiti'
+import { createDatabase, startPostgres } from '../support/postgres.mjs'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const jiti = createJiti(import.meta.url)
+const require = createRequire(import.meta.url)
+const { Sequelize, DataTypes, Model } = require('sequelize')
+const pg = require('pg')
+const { createLiveSyncEngine } = await jiti.import(`${root}src/runtime/server/engine/live-sync-engine.ts`)
+const { up } = await jiti.import(`${root}src/migration.ts`)
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 100_000)
+const TXNS = 10
+const LATENCY_SAMPLES = Number(process.env.BENCH_SAMPLES ?? 500)
+
+const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+const fmt = n => n.toLocaleString('en-US', { maximumFractionDigits: 2 })
+
+const server = await startPostgres({ sources: ['env', 'system', 'embedded'] })
+try {
+  const url = await createDatabase(server.url, 'live_sync_bench')
+  const sequelize = new Sequelize(url, { logging: false })
+  await sequelize.query(`CREATE TABLE tasks (id serial PRIMARY KEY, organization_id integer, title text NOT NULL, done boolean NOT NULL DEFAULT false, priority integer, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())`)
+  class Task extends Model {}
+  Task.init({
+    id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
+    organizationId: DataTypes.INTEGER,
+    title: DataTypes.TEXT,
+    done: DataTypes.BOOLEAN,
+    priority: DataTypes.INTEGER,
+  }, { sequelize, tableName: 'tasks', underscored: true, liveSync: { subscriptionKey: 'organizationId' } })
+  await up(sequelize.getQueryInterface())
+  const engine = createLiveSyncEngine({ sequelize, replay: { maxRows: 50_000 } })
+  await engine.start()
+  const writer = new pg.Client(url)
+  await writer.connect()
+
+  // ── throughput ──
+  let received = 0
+  let lastAt = 0
+  let done
+  const finished = new Promise(resolve => (done = resolve))
+  const unsubscribe = engine.subscribe(1, (batch) => {
+    received += batch.changes.length
+    lastAt = performance.now()
+    if (received >= ROWS) done()
+  }).unsubscribe
+  const heapBefore = process.memoryUsage().heapUsed
+  const started = performance.now()
+  for (let t = 0; t < TXNS; t++) {
+    await writer.query(`INSERT INTO tasks (organization_id, title, priority) SELECT 1, 'task ' || n, n % 5 FROM generate_series(1, $1) AS n`, [ROWS / TXNS])
+  }
+  const committed = performance.now()
+  await finished
+  const seconds = (lastAt - started) / 1000
+  unsubscribe()
+  console.log(`throughput  ${fmt(ROWS)} rows in ${TXNS} transactions: ${fmt(ROWS / seconds)} rows/s end to end (writes took ${fmt((committed - started) / 1000)} s, last batch ${fmt(lastAt - committed)} ms after the last commit); heap +${fmt((process.memoryUsage().heapUsed - heapBefore) / 1048576)} MiB (replay history ${engine.hub.buffer.size.rows} rows)`)
+
+  // ── one large transaction: commit → everything dispatched (no write overlap) ──
+  {
+    let got = 0
+    let finish
+    const all = new Promise(resolve => (finish = resolve))
+    const sub = engine.subscribe(4, (batch) => {
+      batch.frame() // a WebSocket subscriber serializes it
+      got += batch.changes.length
+      if (got >= ROWS) finish(performance.now())
+    })
+    await writer.query('BEGIN')
+    await writer.query(`INSERT INTO tasks (organization_id, title, priority) SELECT 4, 'big ' || n, n % 5 FROM generate_series(1, $1) AS n`, [ROWS])
+    const t0 = performance.now()
+    const cpu0 = process.cpuUsage()
+    await writer.query('COMMIT')
+    const t1 = await all
+    const cpu = process.cpuUsage(cpu0)
+    sub.unsubscribe()
+    console.log(`large tx    one ${fmt(ROWS)}-row transaction: ${fmt(ROWS / ((t1 - t0) / 1000))} rows/s from COMMIT to the batch dispatched (${fmt(t1 - t0)} ms; this process used ${fmt((cpu.user + cpu.system) / ROWS)} µs CPU per row)`)
+  }
+
+  // ── latency ──
+  const samples = []
+  let pending = null
+  const unsubscribeLatency = engine.subscribe(2, () => pending?.())
+  for (let i = 0; i < LATENCY_SAMPLES; i++) {
+    const arrived = new Promise(resolve => (pending = resolve))
+    const t0 = performance.now()
+    await writer.query(`INSERT INTO tasks (organization_id, title) VALUES (2, 'latency')`)
+    const t1 = performance.now()
+    await arrived
+    // Commit → callback: from the moment the commit returned, bounded below by 0.
+    samples.push(Math.max(0, performance.now() - t1))
+    void t0
+  }
+  unsubscribeLatency.unsubscribe()
+  samples.sort((a, b) => a - b)
+  console.log(`latency     commit → subscriber over ${LATENCY_SAMPLES} single-row commits: median ${fmt(quantile(samples, 0.5))} ms, p99 ${fmt(quantile(samples, 0.99))} ms, max ${fmt(samples.at(-1))} ms`)
+
+  // ── fan-out ──
+  const SUBSCRIBERS = 1000
+  let frames = 0
+  let deliveries = 0
+  let fanoutDone
+  const fanout = new Promise(resolve => (fanoutDone = resolve))
+  let fanoutStart = 0
+  const subs = Array.from({ length: SUBSCRIBERS }, () => engine.subscribe(3, (batch) => {
+    if (deliveries === 0) fanoutStart = performance.now()
+    batch.frame()
+    if (++deliveries === SUBSCRIBERS) fanoutDone(performance.now())
+  }))
+  const originalStringify = JSON.stringify
+  JSON.stringify = (...args) => {
+    if (args[0]?.type === 'tx') frames++
+    return originalStringify(...args)
+  }
+  await writer.query(`INSERT INTO tasks (organization_id, title) SELECT 3, 'fan ' || n FROM generate_series(1, 1000) AS n`)
+  const fanoutEnd = await fanout
+  JSON.stringify = originalStringify
+  subs.forEach(sub => sub.unsubscribe())
+  console.log(`fan-out     1 000-row transaction to ${SUBSCRIBERS} subscribers: ${frames} frame(s) serialized, handed to all in ${fmt(fanoutEnd - fanoutStart)} ms`)
+
+  await writer.end()
+  await engine.stop()
+  await sequelize.close()
+}
+finally {
+  await server.stop()
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest'
+import { KeyBatch } from '../../src/runtime/server/engine/key-batch'
+import { ReplayBuffer } from '../../src/runtime/server/engine/replay-buffer'
+
+const batch = (key: string, lo: number, rows: number, at = 0) =>
+  new KeyBatch(key, `0/${lo.toString(16).toUpperCase()}`, Array.from({ length: rows }, (_, i) => ({ op: 'insert' as const, model: 'M', id: i, row: {} })), at)
+
+describe('replay buffer', () => {
+  it('returns a key\'s batches after a cursor, oldest first', () => {
+    const buffer = new ReplayBuffer()
+    buffer.reset('0/0')
+    for (const [key, lo] of [['a', 1], ['b', 2], ['a', 3], ['a', 4]] as const) buffer.add(batch(key, lo, 1))
+    expect(buffer.since('a', '0/1')!.map(b => b.cursor)).toEqual(['0/3', '0/4'])
+    expect(buffer.since('a', '0/0')!.map(b => b.cursor)).toEqual(['0/1', '0/3', '0/4'])
+    expect(buffer.since('b', '0/4')).toEqual([])
+    expect(buffer.since('c', '0/0')).toEqual([])
+  })
+
+  it('evicts the oldest batches beyond the row limit and raises the floor', () => {
+    const buffer = new ReplayBuffer({ maxRows: 5 })
+    buffer.reset('0/0')
+    buffer.add(batch('a', 1, 2))
+    buffer.add(batch('b', 2, 2))
+    buffer.add(batch('a', 3, 2)) // 6 rows: the first batch goes
+    expect(buffer.size).toEqual({ batches: 2, rows: 4, keys: 2 })
+    expect(buffer.floor).toBe('0/1')
+    expect(buffer.since('a', '0/0')).toBeNull() // would miss 0/1
+    expect(buffer.since('a', '0/1')!.map(b => b.cursor)).toEqual(['0/3'])
+  })
+
+  it('evicts by age', () => {
+    const buffer = new ReplayBuffer({ maxAgeMs: 1000 })
+    buffer.reset('0/0')
+    buffer.add(batch('a', 1, 1, 0))
+    buffer.add(batch('a', 2, 1, 500))
+    buffer.add(batch('a', 3, 1, 1600)) // older than 600 ms before it: both others go
+    expect(buffer.floor).toBe('0/2')
+    expect(buffer.since('a', '0/1')).toBeNull()
+    expect(buffer.since('a', '0/2')!.map(b => b.cursor)).toEqual(['0/3'])
+  })
+
+  it('serializes a batch once however many times its frame is asked for', () => {
+    const b = batch('a', 1, 3)
+    expect(b.frame()).toBe(b.frame())
+    expect(JSON.parse(b.frame())).toEqual({ type: 'tx', key: 'a', cursor: '0/1', changes: b.changes })
+  })
+})
+
+describe('acknowledged positions', () => {
+  it('steps one byte back across the word boundary', async () => {
+    const { previousLsn } = await import('../../src/runtime/server/engine/replication-stream')
+    expect(previousLsn('0/10')).toBe('0/F')
+    expect(previousLsn('2/0')).toBe('1/FFFFFFFF')
+    expect(previousLsn('0/0')).toBe('0/0')
+  })
+})

@@ -8,6 +8,8 @@
  *   latency     commit → subscriber callback, single-row transactions
  *   fan-out     one 1 000-row transaction to 1 000 subscribers of its key:
  *               frames built (must be 1) and time to hand it to all of them
+ *   socket      commit → a WebSocket client of the built test app (needs
+ *               `node test/scripts/prepare.mjs`, which `npm test` runs)
  *
  * Starts its own PostgreSQL (same launcher as the tests).
  */
@@ -31,6 +33,62 @@ const LATENCY_SAMPLES = Number(process.env.BENCH_SAMPLES ?? 500)
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
 const fmt = n => n.toLocaleString('en-US', { maximumFractionDigits: 2 })
+
+/** Commit → WebSocket message through the built fixture app (a real Nitro server and crossws route). */
+async function socketLatency(adminUrl) {
+  const entry = `${root}test/fixtures/app/.output/server/index.mjs`
+  const { existsSync } = await import('node:fs')
+  if (!existsSync(entry)) {
+    console.log('socket      skipped: the test app is not built (node test/scripts/prepare.mjs)')
+    return
+  }
+  const { spawn } = await import('node:child_process')
+  const { default: WebSocket } = await import('ws')
+  const { freePort } = await import('../support/postgres.mjs')
+  const dbUrl = await createDatabase(adminUrl, 'live_sync_bench_socket')
+  const setup = new pg.Client(dbUrl)
+  await setup.connect()
+  await setup.query(`CREATE TABLE organizations (id serial PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+    CREATE TABLE tasks (id serial PRIMARY KEY, organization_id integer, title text NOT NULL, done boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+    CREATE PUBLICATION live_sync FOR ALL TABLES; ALTER TABLE tasks REPLICA IDENTITY FULL; ALTER TABLE organizations REPLICA IDENTITY FULL`)
+  const port = await freePort()
+  const app = spawn(process.execPath, [entry], { env: { ...process.env, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1' }, stdio: 'ignore' })
+  try {
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      const state = await fetch(`http://127.0.0.1:${port}/api/test-support/live-sync`).then(r => r.json()).catch(() => null)
+      if (state?.status === 'streaming') break
+      if (Date.now() > deadline) throw new Error('the test app did not start streaming')
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/_live_sync?v=1`)
+    let waiter = null
+    socket.on('message', (data) => {
+      const message = JSON.parse(data.toString())
+      if (message.type === 'subscribed' || message.type === 'tx') waiter?.()
+    })
+    await new Promise(resolve => socket.once('open', resolve))
+    let subscribed = new Promise(resolve => (waiter = resolve))
+    socket.send(JSON.stringify({ type: 'sub', key: 5 }))
+    await subscribed
+    const samples = []
+    for (let i = 0; i < LATENCY_SAMPLES; i++) {
+      const arrived = new Promise(resolve => (waiter = resolve))
+      await setup.query(`INSERT INTO tasks (organization_id, title) VALUES (5, 'socket')`)
+      const committed = performance.now()
+      await arrived
+      samples.push(Math.max(0, performance.now() - committed))
+    }
+    samples.sort((a, b) => a - b)
+    console.log(`socket      commit → WebSocket client (built Nitro server) over ${LATENCY_SAMPLES} single-row commits: median ${fmt(quantile(samples, 0.5))} ms, p99 ${fmt(quantile(samples, 0.99))} ms`)
+    socket.close()
+  }
+  finally {
+    app.kill('SIGTERM')
+    await new Promise(resolve => app.once('exit', resolve))
+    await setup.end()
+  }
+}
 
 const server = await startPostgres({ sources: ['env', 'system', 'embedded'] })
 try {
@@ -57,7 +115,7 @@ try {
   let done
   const finished = new Promise(resolve => (done = resolve))
   const unsubscribe = engine.subscribe(1, (batch) => {
-    received += batch.changes.length
+    received += batch.size
     lastAt = performance.now()
     if (received >= ROWS) done()
   }).unsubscribe
@@ -79,7 +137,7 @@ try {
     const all = new Promise(resolve => (finish = resolve))
     const sub = engine.subscribe(4, (batch) => {
       batch.frame() // a WebSocket subscriber serializes it
-      got += batch.changes.length
+      got += batch.size
       if (got >= ROWS) finish(performance.now())
     })
     await writer.query('BEGIN')
@@ -123,20 +181,24 @@ try {
     batch.frame()
     if (++deliveries === SUBSCRIBERS) fanoutDone(performance.now())
   }))
-  const originalStringify = JSON.stringify
-  JSON.stringify = (...args) => {
-    if (args[0]?.type === 'tx') frames++
-    return originalStringify(...args)
+  // Count frames actually built (the first frame() call of a batch builds it).
+  const { KeyBatch } = await jiti.import(`${root}src/runtime/server/engine/key-batch.ts`)
+  const originalFrame = KeyBatch.prototype.frame
+  KeyBatch.prototype.frame = function frame() {
+    if (this.encoded === undefined) frames++
+    return originalFrame.call(this)
   }
   await writer.query(`INSERT INTO tasks (organization_id, title) SELECT 3, 'fan ' || n FROM generate_series(1, 1000) AS n`)
   const fanoutEnd = await fanout
-  JSON.stringify = originalStringify
+  KeyBatch.prototype.frame = originalFrame
   subs.forEach(sub => sub.unsubscribe())
   console.log(`fan-out     1 000-row transaction to ${SUBSCRIBERS} subscribers: ${frames} frame(s) serialized, handed to all in ${fmt(fanoutEnd - fanoutStart)} ms`)
 
   await writer.end()
   await engine.stop()
   await sequelize.close()
+
+  await socketLatency(server.url)
 }
 finally {
   await server.stop()

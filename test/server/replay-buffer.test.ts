@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { KeyBatch } from '../../src/runtime/server/engine/key-batch'
+import { encodeChanges, KeyBatch } from '../../src/runtime/server/engine/key-batch'
 import { ReplayBuffer } from '../../src/runtime/server/engine/replay-buffer'
 
 const batch = (key: string, lo: number, rows: number, at = 0) =>
-  new KeyBatch(key, `0/${lo.toString(16).toUpperCase()}`, Array.from({ length: rows }, (_, i) => ({ op: 'insert' as const, model: 'M', id: i, row: {} })), at)
+  new KeyBatch(key, `0/${lo.toString(16).toUpperCase()}`, encodeChanges(Array.from({ length: rows }, (_, i) => ({ op: 'insert' as const, model: 'M', id: i, row: {} }))), at)
 
 describe('replay buffer', () => {
   it('returns a key\'s batches after a cursor, oldest first', () => {
@@ -42,7 +42,9 @@ describe('replay buffer', () => {
   it('serializes a batch once however many times its frame is asked for', () => {
     const b = batch('a', 1, 3)
     expect(b.frame()).toBe(b.frame())
-    expect(JSON.parse(b.frame())).toEqual({ type: 'tx', key: 'a', cursor: '0/1', changes: b.changes })
+    expect(JSON.parse(b.frame())).toEqual({ type: 'tx', key: 'a', cursor: '0/1', changes: [0, 1, 2].map(id => ({ op: 'insert', model: 'M', id, row: {} })) })
+    expect(JSON.parse(b.replayFrame(9))).toEqual({ ...JSON.parse(b.frame()), ref: 9 })
+    expect(b.size).toBe(3)
   })
 })
 

@@ -7,37 +7,32 @@ type Value = string | null | undefined
 
 class Writer {
   private readonly parts: Buffer[] = []
-  u8(value: number) {
-    this.parts.push(Buffer.from([value]))
+  /** Appends `size` bytes written by `write` (a Buffer writer method). */
+  private fixed<T>(size: number, write: (buffer: Buffer, value: T) => unknown, value: T) {
+    const b = Buffer.alloc(size)
+    write(b, value)
+    this.parts.push(b)
     return this
+  }
+
+  u8(value: number) {
+    return this.fixed(1, (b, v: number) => b.writeUInt8(v), value)
   }
 
   i16(value: number) {
-    const b = Buffer.alloc(2)
-    b.writeInt16BE(value)
-    this.parts.push(b)
-    return this
+    return this.fixed(2, (b, v: number) => b.writeInt16BE(v), value)
   }
 
   i32(value: number) {
-    const b = Buffer.alloc(4)
-    b.writeInt32BE(value)
-    this.parts.push(b)
-    return this
+    return this.fixed(4, (b, v: number) => b.writeInt32BE(v), value)
   }
 
   u32(value: number) {
-    const b = Buffer.alloc(4)
-    b.writeUInt32BE(value)
-    this.parts.push(b)
-    return this
+    return this.fixed(4, (b, v: number) => b.writeUInt32BE(v), value)
   }
 
   i64(value: bigint) {
-    const b = Buffer.alloc(8)
-    b.writeBigInt64BE(value)
-    this.parts.push(b)
-    return this
+    return this.fixed(8, (b, v: bigint) => b.writeBigInt64BE(v), value)
   }
 
   lsn(hi: number, lo: number) {

@@ -13,14 +13,4 @@ export function compositeChange(op: Change['op'], row: Row, attributes: string[]
 export const tx = (key: string, cursor: string, changes: Change[] = [], ref?: number): TxMessage =>
   ref === undefined ? { type: 'tx', key, cursor, changes } : { type: 'tx', key, cursor, changes, ref }
 
-/** A deterministic PRNG (mulberry32), so randomized tests are reproducible. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6D2B79F5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng } from '../support/prng'

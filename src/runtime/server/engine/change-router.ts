@@ -10,13 +10,17 @@ import { compileShaper, type CompiledShaper, type ParserLookup } from './row-sha
 import type { LiveSyncLogger } from './errors'
 import type { WatchedModel } from './watch-registry'
 
-/** A transaction's changes, by routing key, in commit order within each key. */
-export type KeyedChanges = Map<string, Change[]>
+/**
+ * A transaction's changes by routing key, in commit order within each key,
+ * each serialized as soon as it is shaped (see KeyBatch).
+ */
+export type KeyedChanges = Map<string, string[]>
 
 function push(into: KeyedChanges, key: string, change: Change): void {
+  const encoded = JSON.stringify(change)
   const list = into.get(key)
-  if (list) list.push(change)
-  else into.set(key, [change])
+  if (list) list.push(encoded)
+  else into.set(key, [encoded])
 }
 
 export class ChangeRouter {

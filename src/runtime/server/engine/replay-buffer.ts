@@ -78,7 +78,7 @@ export class ReplayBuffer {
     let queue = this.byKey.get(batch.key)
     if (!queue) this.byKey.set(batch.key, (queue = new Queue()))
     queue.push(batch)
-    this.rows += batch.changes.length
+    this.rows += batch.size
     this.evict(batch.at)
   }
 
@@ -87,7 +87,7 @@ export class ReplayBuffer {
     const oldest = now - this.maxAgeMs
     while (this.all.size > 0 && (this.rows > this.maxRows || this.all.peek()!.at < oldest)) {
       const batch = this.all.shift()!
-      this.rows -= batch.changes.length
+      this.rows -= batch.size
       const queue = this.byKey.get(batch.key)!
       queue.shift()
       if (queue.size === 0) this.byKey.delete(batch.key)

@@ -4,7 +4,7 @@
  * keys have subscribers.
  */
 import type { Lsn } from '../../shared/lsn'
-import type { Change, ResyncReason } from '../../shared/protocol'
+import type { ResyncReason } from '../../shared/protocol'
 import { KeyBatch, ResyncNotice, type Subscriber } from './key-batch'
 import { ReplayBuffer, type ReplayBufferOptions } from './replay-buffer'
 import type { LiveSyncLogger } from './errors'
@@ -20,9 +20,9 @@ export class SubscriptionHub {
     this.buffer = new ReplayBuffer(replay)
   }
 
-  /** Records a key's batch for replay and hands it to the key's subscribers. */
-  publish(key: string, cursor: Lsn, changes: Change[], at: number): KeyBatch {
-    const batch = new KeyBatch(key, cursor, changes, at)
+  /** Records a key's batch (changes already serialized) for replay and hands it to the key's subscribers. */
+  publish(key: string, cursor: Lsn, encodedChanges: string[], at: number): KeyBatch {
+    const batch = new KeyBatch(key, cursor, encodedChanges, at)
     this.buffer.add(batch)
     const subscribers = this.subscribers.get(key)
     if (subscribers) this.deliver(subscribers, batch)

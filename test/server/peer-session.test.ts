@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import { DataTypes, Model, Sequelize } from 'sequelize'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../../src/runtime/server/engine/live-sync-engine'
-import { encodeChanges } from '../../src/runtime/server/engine/key-batch'
+import { encodeChange } from '../../src/runtime/server/engine/key-batch'
 import { PeerSession } from '../../src/runtime/server/peer-session'
 import type { ServerMessage } from '../../src/runtime/shared/protocol'
 
@@ -49,19 +49,19 @@ describe('peer session', () => {
     const { peer, frames } = session(engine)
     await peer.receive('{"type":"sub","key":1}')
     expect(frames).toEqual([{ type: 'subscribed', key: '1', cursor: '0/10', replayed: 0 }])
-    engine.hub.publish('1', '0/20', encodeChanges([change(1)]), Date.now())
-    engine.hub.publish('2', '0/30', encodeChanges([change(2)]), Date.now())
+    engine.hub.publish('1', '0/20', [encodeChange(change(1))], Date.now())
+    engine.hub.publish('2', '0/30', [encodeChange(change(2))], Date.now())
     expect(frames.slice(1)).toEqual([{ type: 'tx', key: '1', cursor: '0/20', changes: [change(1)] }])
     await peer.receive('{"type":"unsub","key":1}')
-    engine.hub.publish('1', '0/40', encodeChanges([change(3)]), Date.now())
+    engine.hub.publish('1', '0/40', [encodeChange(change(3))], Date.now())
     expect(frames.slice(2)).toEqual([{ type: 'unsubscribed', key: '1' }])
     expect(engine.hub.keyCount).toBe(0)
   })
 
   it('replays from `since` before `subscribed`, and says when it cannot', async () => {
     const engine = offlineEngine()
-    engine.hub.publish('1', '0/20', encodeChanges([change(1)]), Date.now())
-    engine.hub.publish('1', '0/30', encodeChanges([change(2)]), Date.now())
+    engine.hub.publish('1', '0/20', [encodeChange(change(1))], Date.now())
+    engine.hub.publish('1', '0/30', [encodeChange(change(2))], Date.now())
     engine.cursor = '0/30'
     const { peer, frames } = session(engine)
     await peer.receive('{"type":"sub","key":"1","since":"0/20"}')

@@ -8,25 +8,7 @@ import pg from 'pg'
 import { Sequelize } from 'sequelize'
 import { createDatabase, dropDatabase } from './postgres.mjs'
 import { up } from '../../src/migration'
-
-/** The tables as the fixture's models expect them (underscored, with timestamps). */
-export const FIXTURE_SCHEMA = `
-CREATE TABLE organizations (
-  id serial PRIMARY KEY,
-  name text NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE tasks (
-  id serial PRIMARY KEY,
-  organization_id integer REFERENCES organizations (id),
-  title text NOT NULL,
-  done boolean NOT NULL DEFAULT false,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX tasks_organization_id ON tasks (organization_id);
-`
+import { FIXTURE_SCHEMA } from './fixture-schema'
 
 export interface SeedTask {
   organizationId: number

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { compareLsn, isLsn, lsnToNumber, maxLsn, normalizeLsn } from '../../src/runtime/shared/lsn'
+import { compareLsn, isLsn, lsnToNumber, maxLsn, normalizeLsn, previousLsn } from '../../src/runtime/shared/lsn'
 
 describe('isLsn', () => {
   it('accepts both spellings and rejects anything else', () => {
@@ -76,5 +76,13 @@ describe('maxLsn', () => {
 
   it('returns one of the inputs for equal positions in different spellings', () => {
     expect(['0/10', '00000000/00000010']).toContain(maxLsn('0/10', '00000000/00000010'))
+  })
+})
+
+describe('previousLsn', () => {
+  it('steps one byte back, across the word boundary, and stops at 0/0', () => {
+    expect(previousLsn('0/10')).toBe('0/F')
+    expect(previousLsn('2/0')).toBe('1/FFFFFFFF')
+    expect(previousLsn('0/0')).toBe('0/0')
   })
 })

@@ -27,6 +27,17 @@ export function lsnToNumber(lsn: Lsn): number {
   return Number.parseInt(lsn.slice(0, slash), 16) * 0x1_0000_0000 + Number.parseInt(lsn.slice(slash + 1), 16)
 }
 
+/** The spelling of a number from `lsnToNumber`. */
+export function numberToLsn(value: number): Lsn {
+  const hi = Math.floor(value / 0x1_0000_0000)
+  return `${hi.toString(16).toUpperCase()}/${(value - hi * 0x1_0000_0000).toString(16).toUpperCase()}`
+}
+
+/** The LSN one byte before `lsn` (`0/0` stays). */
+export function previousLsn(lsn: Lsn): Lsn {
+  return numberToLsn(Math.max(0, lsnToNumber(lsn) - 1))
+}
+
 /** Negative, zero or positive like a sort comparator. */
 export function compareLsn(a: Lsn, b: Lsn): number {
   return lsnToNumber(a) - lsnToNumber(b)

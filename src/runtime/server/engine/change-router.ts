@@ -6,6 +6,7 @@
  */
 import { idKey, type Change } from '../../shared/protocol'
 import type { DeleteMessage, InsertMessage, RawTuple, RelationMessage, TruncateMessage, UpdateMessage } from './pgoutput-decoder'
+import { encodeChange } from './key-batch'
 import { compileShaper, type CompiledShaper, type ParserLookup } from './row-shaper'
 import type { LiveSyncLogger } from './errors'
 import type { WatchedModel } from './watch-registry'
@@ -17,7 +18,7 @@ import type { WatchedModel } from './watch-registry'
 export type KeyedChanges = Map<string, string[]>
 
 function push(into: KeyedChanges, key: string, change: Change): void {
-  const encoded = JSON.stringify(change)
+  const encoded = encodeChange(change)
   const list = into.get(key)
   if (list) list.push(encoded)
   else into.set(key, [encoded])

@@ -14,41 +14,43 @@ export class KeyBatch {
   readonly type = 'tx'
   /** Number of changes. */
   readonly size: number
-  private encodedChanges: string[] | null
-  private encoded: string | undefined
-  private bytes: Buffer | undefined
+  /**
+   * The changes until the frame is built, then the frame: as a string, or
+   * as UTF-8 bytes once a socket asked for those. One representation at a
+   * time, since the replay history keeps batches for minutes.
+   */
+  private content: string[] | string | Buffer
   private decoded: Change[] | undefined
 
   constructor(
     readonly key: string,
     readonly cursor: Lsn,
-    /** The changes, each already `JSON.stringify`-ed. */
+    /** The changes, each serialized with `encodeChange`. */
     encodedChanges: string[],
     /** When it was dispatched (ms since epoch). */
     readonly at: number,
   ) {
-    this.encodedChanges = encodedChanges
+    this.content = encodedChanges
     this.size = encodedChanges.length
   }
 
   /** `{"type":"tx","key":…,"cursor":…,"changes":[…]}` */
   frame(): string {
-    if (this.encoded === undefined) {
-      this.encoded = `{"type":"tx","key":${JSON.stringify(this.key)},"cursor":"${this.cursor}","changes":[${this.encodedChanges!.join(',')}]}`
-      this.encodedChanges = null // the frame holds them now
-    }
-    return this.encoded
+    const content = this.content
+    if (typeof content === 'string') return content
+    if (Buffer.isBuffer(content)) return content.toString('utf8')
+    return (this.content = `{"type":"tx","key":${JSON.stringify(this.key)},"cursor":"${this.cursor}","changes":[${content.join(',')}]}`)
   }
 
   /** The frame as UTF-8, encoded once and written to every socket as is. */
   frameBytes(): Buffer {
-    return (this.bytes ??= Buffer.from(this.frame(), 'utf8'))
+    if (!Buffer.isBuffer(this.content)) this.content = Buffer.from(this.frame(), 'utf8')
+    return this.content
   }
 
   /** The frame of a replay answering one `replay` request. */
   replayFrame(ref: number): string {
-    const frame = this.frame()
-    return `${frame.slice(0, -1)},"ref":${ref}}`
+    return `${this.frame().slice(0, -1)},"ref":${ref}}`
   }
 
   /** The changes as objects (for in-process subscribers; parsed on first use). */
@@ -62,15 +64,16 @@ export class KeyBatch {
   }
 }
 
-/** Serializes changes the way `KeyBatch` holds them. */
-export function encodeChanges(changes: readonly Change[]): string[] {
-  return changes.map(change => JSON.stringify(change))
+/** Serializes one change the way `KeyBatch` holds it. */
+export function encodeChange(change: Change): string {
+  return JSON.stringify(change)
 }
 
 /** Tells a key's subscribers that what they hold may be out of date. */
 export class ResyncNotice {
   readonly type = 'resync'
   private encoded: string | undefined
+  private bytes: Buffer | undefined
 
   constructor(
     readonly key: string,
@@ -84,7 +87,7 @@ export class ResyncNotice {
   }
 
   frameBytes(): Buffer {
-    return Buffer.from(this.frame(), 'utf8')
+    return (this.bytes ??= Buffer.from(this.frame(), 'utf8'))
   }
 }
 

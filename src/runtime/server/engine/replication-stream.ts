@@ -6,9 +6,9 @@
  */
 import pg from 'pg'
 import { LogicalReplicationService } from 'pg-logical-replication'
-import { maxLsn, normalizeLsn, type Lsn } from '../../shared/lsn'
+import { maxLsn, normalizeLsn, previousLsn, type Lsn } from '../../shared/lsn'
 import { LiveSyncError } from './errors'
-import { decodePgoutput, formatLsn, type PgoutputMessage } from './pgoutput-decoder'
+import { decodePgoutput, type PgoutputMessage } from './pgoutput-decoder'
 
 interface PluginOptions {
   publication: string
@@ -186,15 +186,6 @@ export class ReplicationStream {
     this.finish(null)
     await dropSlot(this.options.config, this.options.slotName)
   }
-}
-
-/** The LSN one byte before `lsn` (what pg-logical-replication's acknowledge wants). */
-export function previousLsn(lsn: Lsn): Lsn {
-  const slash = lsn.indexOf('/')
-  const hi = Number.parseInt(lsn.slice(0, slash), 16)
-  const lo = Number.parseInt(lsn.slice(slash + 1), 16)
-  if (lo > 0) return formatLsn(hi, lo - 1)
-  return hi > 0 ? formatLsn(hi - 1, 0xFFFFFFFF) : lsn
 }
 
 /** Waits for a temporary slot to disappear; drops it if it stays, inactive. */

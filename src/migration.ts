@@ -25,7 +25,7 @@ export interface MigrationOptions {
 /** The smallest part of Sequelize's QueryInterface these functions use. */
 type QueryRunner = Pick<QueryInterface, 'sequelize'>
 
-const IDENTIFIER = /^[A-Za-z_][\w$]*$/
+const IDENTIFIER = /^[A-Z_][\w$]*$/i
 
 function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`

@@ -33,7 +33,7 @@ const NUXT_READY_MS = 180_000
 
 const startedAt = Date.now()
 const seconds = (since = startedAt) => `${((Date.now() - since) / 1000).toFixed(1)} s`
-const log = line => console.log(`\x1b[36m[playground]\x1b[0m ${line}`)
+const log = line => console.log(`\x1B[36m[playground]\x1B[0m ${line}`)
 
 /** @type {import('../../test/support/postgres.mjs').RunningPostgres | null} */
 let postgres = null
@@ -274,8 +274,8 @@ async function waitForHttp(url, child) {
 }
 
 function banner({ appUrl, databaseUrl, embedded, counts }) {
-  const dim = text => `\x1b[2m${text}\x1b[0m`
-  const bold = text => `\x1b[1m${text}\x1b[0m`
+  const dim = text => `\x1B[2m${text}\x1B[0m`
+  const bold = text => `\x1B[1m${text}\x1B[0m`
   const safeUrl = new URL(databaseUrl)
   if (safeUrl.password && !embedded) safeUrl.password = '***'
   const lines = [
@@ -370,6 +370,6 @@ async function main() {
 }
 
 main().catch(async (error) => {
-  console.error(`\x1b[31m[playground] ${error.message}\x1b[0m`)
+  console.error(`\x1B[31m[playground] ${error.message}\x1B[0m`)
   await shutdown(1)
 })

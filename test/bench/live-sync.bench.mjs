@@ -24,6 +24,7 @@ const jiti = createJiti(import.meta.url)
 const require = createRequire(import.meta.url)
 const { Sequelize, DataTypes, Model } = require('sequelize')
 const pg = require('pg')
+
 const { createLiveSyncEngine } = await jiti.import(`${root}src/runtime/server/engine/live-sync-engine.ts`)
 const { up } = await jiti.import(`${root}src/migration.ts`)
 

@@ -2,8 +2,7 @@
  * Start-up checks, stopping without leftovers, reconnecting after the
  * replication connection drops, and replaying from a cursor.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { inject } from 'vitest'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import pg from 'pg'
 import { DataTypes, Model, Sequelize } from 'sequelize'
 import { captureLogger, Collector, startHarness, type Harness } from '../support/engine-harness'

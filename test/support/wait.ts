@@ -37,7 +37,8 @@ export async function waitFor<T>(
       if (value) return value as NonNullable<T>
       lastValue = value
       lastError = undefined
-    } catch (err) {
+    }
+    catch (err) {
       lastError = err
     }
     const remaining = deadline - Date.now()
@@ -59,7 +60,8 @@ async function beforeDeadline<T>(fn: () => T | Promise<T>, deadline: number): Pr
   })
   try {
     return await Promise.race([Promise.resolve().then(fn), timedOut])
-  } finally {
+  }
+  finally {
     clearTimeout(timer)
   }
 }

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { computed, effectScope, nextTick, ref, shallowRef, toRaw, watch, type Ref } from 'vue'
+import { computed, effectScope, nextTick, ref, shallowRef, toRaw, watch } from 'vue'
 import { bindLiveSync, type UseLiveSyncOptions } from '../../src/runtime/app/bind-live-sync'
 import type { Lsn } from '../../src/runtime/shared/lsn'
 import type { Change, KeyValue, Row } from '../../src/runtime/shared/protocol'
@@ -106,9 +106,13 @@ describe('list refs', () => {
   it('re-renders what reads Nuxt 4 useFetch data: a writable computed over a shallowRef', async () => {
     // How Nuxt 4.4 hands out `data`: isShallow() is false for it, yet its value is not reactive.
     const state = shallowRef<Row[] | null>([task(1)])
-    const data = computed({ get: () => state.value, set: (value) => { state.value = value } })
+    const data = computed({ get: () => state.value, set: (value) => {
+      state.value = value
+    } })
     const list = shallowRef<Row | null>({ id: 1, title: 'task 1' })
-    const single = computed({ get: () => list.value, set: (value) => { list.value = value } })
+    const single = computed({ get: () => list.value, set: (value) => {
+      list.value = value
+    } })
     const rendered: string[] = []
     const stopList = watch(data, value => rendered.push(`list:${value!.map(row => row.title).join(',')}`), { deep: true })
     const stopOne = watch(single, value => rendered.push(`one:${value?.title}`), { deep: true })
@@ -299,7 +303,7 @@ describe('sync', () => {
 
   it('triggers a shallowRef again when an async sync resolves to the same array, reordered in place', async () => {
     const data = shallowRef<Row[]>([task(2, 'b')])
-    const gate = deferred<void>()
+    const gate = deferred<undefined>()
     const orders: string[] = []
     watch(data, value => orders.push(value.map(row => row.title).join(',')))
     const b = bind('org', {
@@ -312,7 +316,7 @@ describe('sync', () => {
     b.goLive('org')
     b.send('org', '0/11', [ins(task(1, 'a'))])
     await nextTick()
-    gate.resolve()
+    gate.resolve(undefined)
     await flush()
     await nextTick()
     expect(orders.at(-1)).toBe('a,b')
@@ -479,7 +483,7 @@ describe('lifecycle and resync', () => {
 
   it('applies transactions that arrive during an async refresh after it, on the refreshed data', async () => {
     const tasks = ref<Row[]>([task(1), task(2)])
-    const reload = deferred<void>()
+    const reload = deferred<undefined>()
     const refresh = vi.fn(async () => {
       await reload.promise
       tasks.value = [task(1, 'reloaded'), task(3, 'reloaded')]
@@ -491,7 +495,7 @@ describe('lifecycle and resync', () => {
     await flush()
     expect(tasks.value.map(row => row.id)).toEqual([1, 2])
 
-    reload.resolve()
+    reload.resolve(undefined)
     await flush()
     expect(tasks.value).toEqual([task(1, 'reloaded'), task(3, 'after'), task(4, 'after')])
     b.scope.stop()

@@ -9,21 +9,38 @@ import { changesForRow, forgetListIndex, patchList, patchObject } from '../share
 import type { Change, KeyValue, ResyncMessage, Row, TxMessage } from '../shared/protocol'
 import type { LiveSyncClient, LiveSyncStatus } from './live-sync-client'
 
-export interface LiveSyncWatchTarget {
+export interface LiveSyncWatchTarget<T = unknown> {
   /** A ref holding a list of rows, or a single row (or null). */
-  ref: Ref<unknown>
+  ref: Ref<T>
   /** The Sequelize model name whose rows it holds. */
   model: string
 }
+
+/** What a watched ref holds once it holds data (`useFetch` data starts as `undefined`). */
+export type LiveSyncWatchedValue<E> = E extends { ref: Ref<infer T> } ? Exclude<T, undefined> : never
+
+/** The row type of a watched ref: the element of a list, or the single row. */
+export type LiveSyncRowOf<E> = LiveSyncWatchedValue<E> extends ReadonlyArray<infer R> ? R : Exclude<LiveSyncWatchedValue<E>, null>
+
+/**
+ * The arguments of `sync`, one tuple per watched name, so that testing
+ * `name` narrows `updated` and `ops` to that ref's types.
+ */
+export type LiveSyncSyncArgs<W> = {
+  [N in keyof W & string]: [name: N, updated: LiveSyncWatchedValue<W[N]>, ops: Change<LiveSyncRowOf<W[N]>>[]]
+}[keyof W & string]
 
 export interface UseLiveSyncOptions<W extends Record<string, LiveSyncWatchTarget> = Record<string, LiveSyncWatchTarget>> {
   watch: W
   /**
    * Called once per committed transaction for each watched name whose rows
    * changed, after the ref was patched. Return (or resolve to) a value to
-   * make it the ref's value; `undefined` keeps `updated`.
+   * make it the ref's value; `undefined` keeps `updated`. Declare all three
+   * parameters, `(name, updated, ops) => …`: testing `name` then narrows
+   * `updated` and `ops` to that ref's types (TypeScript only narrows a
+   * callback that takes the whole tuple).
    */
-  sync?: (name: keyof W & string, updated: any, ops: Change[]) => unknown
+  sync?: (...args: LiveSyncSyncArgs<W>) => unknown
   /**
    * Reloads the page's data when the server says what it holds may be stale
    * (a TRUNCATE, a replication gap, a cursor older than the server's
@@ -44,6 +61,8 @@ const isThenable = (value: unknown): value is PromiseLike<unknown> =>
 
 /**
  * @param client the tab's connection (created on first use)
+ * @param key the subscription key (a value, ref or getter)
+ * @param options what to keep live and how
  * @param since the cursor the page's data is at least as new as, read when a key is subscribed
  */
 export function bindLiveSync<W extends Record<string, LiveSyncWatchTarget>>(
@@ -107,7 +126,7 @@ export function bindLiveSync<W extends Record<string, LiveSyncWatchTarget>>(
     if (!options.sync) return
     const pending: Promise<void>[] = []
     for (const [name, target, ops] of synced) {
-      const result = options.sync(name as keyof W & string, target.value, ops)
+      const result = (options.sync as (name: string, updated: unknown, ops: Change[]) => unknown)(name, target.value, ops)
       // Resolving to undefined after editing `updated` in place still needs a shallow ref triggered.
       if (isThenable(result)) pending.push(Promise.resolve(result).then(value => assign(target, value === undefined ? target.value : value, current)))
       else assign(target, result, current)

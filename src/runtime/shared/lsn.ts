@@ -6,7 +6,7 @@
 
 export type Lsn = string
 
-const LSN_RE = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/
+const LSN_RE = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i
 
 /** True when `value` is an LSN in either spelling. */
 export function isLsn(value: unknown): value is Lsn {

@@ -72,6 +72,9 @@ export function assignRow(target: Row, source: Row): boolean {
  * Inserted rows are copies: one tx frame is handed to every subscriber of a
  * key, and two lists must not share (and mutate) one row object.
  *
+ * @param list the rows, patched in place
+ * @param changes the transaction's changes of the list's model
+ * @param idAttributes the attributes that make up a row's id
  * @param indexKey the object the id index is stored under; pass the raw array
  *   when `list` is a reactive proxy of it.
  * @returns whether the list changed (a replay that changes nothing gives false).

@@ -20,15 +20,15 @@ export type Row = Record<string, unknown>
 
 export type ChangeOp = 'insert' | 'update' | 'delete'
 
-/** One row change of one model inside a committed transaction. */
-export interface Change {
+/** One row change of one model inside a committed transaction (`R`: the row's type). */
+export interface Change<R = Row> {
   op: ChangeOp
   /** The Sequelize model name. */
   model: string
   /** The row's id: the id attribute's value, or an array of values for a composite id. */
   id: unknown
   /** The new row for insert/update, the old row for delete. */
-  row: Row
+  row: R
 }
 
 /** What the client needs to know of a watched model to patch lists. */
@@ -37,21 +37,21 @@ export interface ModelMeta {
   id: string[]
 }
 
-export type ResyncReason =
+export type ResyncReason
   /** The table was truncated: the rows the page holds may all be gone. */
-  | 'truncate'
+  = | 'truncate'
   /** The replication stream was interrupted; changes may have been missed (a new epoch). */
-  | 'gap'
+    | 'gap'
   /** `since` is older than anything the server still holds. */
-  | 'too-old'
+    | 'too-old'
 
-export type ErrorCode =
-  | 'bad-request'
-  | 'unsupported-version'
-  | 'forbidden'
-  | 'unavailable'
-  | 'too-many-keys'
-  | 'internal'
+export type ErrorCode
+  = | 'bad-request'
+    | 'unsupported-version'
+    | 'forbidden'
+    | 'unavailable'
+    | 'too-many-keys'
+    | 'internal'
 
 // ── server → client ─────────────────────────────────────────────────────────
 
@@ -120,15 +120,15 @@ export interface ErrorMessage {
   ref?: number
 }
 
-export type ServerMessage =
-  | HelloMessage
-  | TxMessage
-  | SubscribedMessage
-  | ReplayedMessage
-  | ResyncMessage
-  | UnsubscribedMessage
-  | PongMessage
-  | ErrorMessage
+export type ServerMessage
+  = | HelloMessage
+    | TxMessage
+    | SubscribedMessage
+    | ReplayedMessage
+    | ResyncMessage
+    | UnsubscribedMessage
+    | PongMessage
+    | ErrorMessage
 
 // ── client → server ─────────────────────────────────────────────────────────
 

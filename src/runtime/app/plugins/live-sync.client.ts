@@ -4,7 +4,7 @@
  * data a new page loads is at least that new, so its subscription replays
  * from there.
  */
-import { defineNuxtPlugin, useRuntimeConfig, useState } from '#imports'
+import { defineNuxtPlugin, useRouter, useRuntimeConfig, useState } from '#imports'
 import { LiveSyncClient } from '../live-sync-client'
 
 export default defineNuxtPlugin({
@@ -16,7 +16,7 @@ export default defineNuxtPlugin({
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${base}${path}`
     const client = new LiveSyncClient({ url, initialCursor: useState<string | null>('live-sync:cursor').value ?? null })
     // Before the new page's setup (and its data fetches) runs.
-    nuxtApp.$router.beforeEach(() => {
+    useRouter().beforeEach(() => {
       client.navigationCursor = client.knownCursor
     })
     nuxtApp.hook('page:finish', () => {

@@ -2,15 +2,15 @@
  * Errors nuxt-live-sync reports. Every message starts with `[live-sync]` and
  * says what to do about it; `code` lets callers and tests tell them apart.
  */
-export type LiveSyncErrorCode =
-  | 'CONFIG'
-  | 'WATCH_OPTIONS'
-  | 'CONNECT'
-  | 'WAL_LEVEL'
-  | 'NO_PUBLICATION'
-  | 'NO_PRIVILEGE'
-  | 'NO_SLOTS'
-  | 'REPLICATION'
+export type LiveSyncErrorCode
+  = | 'CONFIG'
+    | 'WATCH_OPTIONS'
+    | 'CONNECT'
+    | 'WAL_LEVEL'
+    | 'NO_PUBLICATION'
+    | 'NO_PRIVILEGE'
+    | 'NO_SLOTS'
+    | 'REPLICATION'
 
 export class LiveSyncError extends Error {
   constructor(

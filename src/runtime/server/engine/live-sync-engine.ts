@@ -55,7 +55,7 @@ export interface EngineSubscription {
   tooOld: boolean
 }
 
-const PUBLICATION_RE = /^[a-z_][a-z0-9_$]{0,62}$/i
+const PUBLICATION_RE = /^[a-z_][\w$]{0,62}$/i
 
 export class LiveSyncEngine {
   readonly watched: WatchedModel[]
@@ -132,7 +132,8 @@ export class LiveSyncEngine {
     this.stream = null
     await this.running?.catch(() => {})
     await stream?.stop()
-    await this.stream?.stop()
+    // A connect() that was under way may have opened a stream meanwhile.
+    await (this.stream as ReplicationStream | null)?.stop()
     this.stream = null
     this.running = null
     this.setStatus('stopped')

@@ -49,17 +49,17 @@ export interface TypeMessage { tag: 'type', typeOid: number, schema: string, nam
 export interface OriginMessage { tag: 'origin', originLsn: string, originName: string }
 export interface LogicalMessage { tag: 'message', transactional: boolean, messageLsn: string, prefix: string, content: Buffer }
 
-export type PgoutputMessage =
-  | BeginMessage
-  | CommitMessage
-  | RelationMessage
-  | InsertMessage
-  | UpdateMessage
-  | DeleteMessage
-  | TruncateMessage
-  | TypeMessage
-  | OriginMessage
-  | LogicalMessage
+export type PgoutputMessage
+  = | BeginMessage
+    | CommitMessage
+    | RelationMessage
+    | InsertMessage
+    | UpdateMessage
+    | DeleteMessage
+    | TruncateMessage
+    | TypeMessage
+    | OriginMessage
+    | LogicalMessage
 
 // Microseconds between 1970-01-01 and 2000-01-01 (the Postgres epoch), in ms.
 const PG_EPOCH_MS = 946_684_800_000
@@ -173,6 +173,7 @@ class Reader {
     const buf = this.buf
     const count = buf.readInt16BE(this.pos)
     let pos = this.pos + 2
+    // eslint-disable-next-line unicorn/no-new-array -- preallocated: the tuple's length is known
     const values: RawTuple = new Array(count)
     for (let i = 0; i < count; i++) {
       const kind = buf[pos++]

@@ -128,7 +128,7 @@ function compileLiteralRow(columns: Column[]): (tuple: RawTuple) => Row {
     const value = `t[${column.index}]`
     return `${JSON.stringify(column.attribute)}: ${value} === null ? null : c[${i}](${value})`
   }).join(',\n    ')
-  // eslint-disable-next-line no-new-func -- generated once per (model, relation), from attribute names only
+
   const build = new Function('c', `return function liveSyncRow(t) {\n  return {\n    ${body}\n  }\n}`) as (c: typeof converters) => (tuple: RawTuple) => Row
   return build(converters)
 }

@@ -96,7 +96,7 @@ export function describeWatchedModel(model: ModelStatic<Model>, options: LiveSyn
     throw new LiveSyncError('WATCH_OPTIONS', `model ${model.name} has no primary key: set liveSync.id to the attribute that identifies a row.`)
   }
   const id = idNames.map(name => resolveAttribute(model, attributes, name, 'id'))
-  if (options.table !== undefined && (typeof options.table !== 'string' || !/^[\w$]+(\.[\w$]+)?$/.test(options.table))) {
+  if (options.table !== undefined && (typeof options.table !== 'string' || !/^[\w$]+(?:\.[\w$]+)?$/.test(options.table))) {
     throw new LiveSyncError('WATCH_OPTIONS', `model ${model.name}: liveSync.table must be a table name such as 'tasks' or 'app.tasks', got ${JSON.stringify(options.table)}.`)
   }
   const table = qualifyTable(options.table ?? model.tableName, modelSchema(model))

@@ -5,7 +5,7 @@
  */
 import type { Peer } from 'crossws'
 import { defineWebSocketHandler } from 'h3'
-import { useNitroApp } from '#imports'
+import { useNitroApp } from 'nitropack/runtime'
 import { PROTOCOL_VERSION, type KeyValue } from '../../shared/protocol'
 import { PeerSession } from '../peer-session'
 import { useLiveSyncEngine } from '../utils/live-sync-engine'
@@ -47,7 +47,7 @@ export default defineWebSocketHandler({
       engine: useLiveSyncEngine(),
       send,
       sendBytes: textBytesSender(peer),
-      authorize: (key: KeyValue) => nitroApp.hooks.callHook('live-sync:authorize' as never, { key, peer } as never) as Promise<void>,
+      authorize: (key: KeyValue) => nitroApp.hooks.callHook('live-sync:authorize', { key, peer }),
     })
     sessions.set(peer, session)
     session.hello()

@@ -13,7 +13,9 @@ import {
   type HelloMessage,
   type KeyValue,
   type ServerMessage,
+  type SnapshotRequestMessage,
 } from '../shared/protocol'
+import { LiveSyncError } from './engine/errors'
 import type { Delivery } from './engine/key-batch'
 import type { LiveSyncEngine } from './engine/live-sync-engine'
 
@@ -31,11 +33,29 @@ export interface PeerSessionOptions {
   authorize?: Authorize
   /** Most keys one socket may hold. */
   maxKeys?: number
+  /** Bytes the socket has not sent yet: snapshot pages wait while it is above `snapshot.maxBufferedBytes`. */
+  bufferedAmount?: () => number
+  snapshot?: SnapshotLimits
+}
+
+/** What one socket's snapshots may cost the server. */
+export interface SnapshotLimits {
+  /** Rows per query and per `snapshot` frame (default 500). */
+  pageSize?: number
+  /** Snapshot requests a socket may have waiting; one runs at a time (default 8). */
+  maxQueued?: number
+  /** Unsent bytes above which the next page waits for the socket (default 1 MiB). */
+  maxBufferedBytes?: number
+  /** How long a page waits for the socket to drain before the snapshot fails (ms, default 30 000). */
+  drainTimeoutMs?: number
 }
 
 export class PeerSession {
   private readonly keys = new Map<string, () => void>()
   private queue: Promise<void> = Promise.resolve()
+  /** Snapshots run one at a time, apart from `queue`, so a long read does not hold up pings and subs. */
+  private snapshots: Promise<void> = Promise.resolve()
+  private queuedSnapshots = 0
   private closed = false
 
   constructor(private readonly options: PeerSessionOptions) {}
@@ -85,8 +105,8 @@ export class PeerSession {
     }
     catch (error) {
       const key = 'key' in message ? keyString(message.key)! : undefined
-      // A failed replay names its request, so the client can end that listener's catch-up.
-      const ref = message.type === 'replay' ? message.ref : undefined
+      // A failed replay or snapshot names its request, so the client can end what waits for it.
+      const ref = message.type === 'replay' || message.type === 'snapshot' ? message.ref : undefined
       if (error instanceof ProtocolError) return this.error(error.code, error.message, key, ref)
       return this.error('internal', '[live-sync] the server failed to handle the message', key, ref)
     }
@@ -107,6 +127,64 @@ export class PeerSession {
         return this.subscribe(engine, message.key, message.since)
       case 'replay':
         return this.replay(engine, message.key, message.since, message.ref)
+      case 'snapshot':
+        return this.snapshot(engine, message)
+    }
+  }
+
+  /**
+   * Queues a snapshot of a key this socket subscribed to (so it is
+   * authorized, exactly as for the key's changes). Answered with `snapshot`
+   * pages and `snapshotted`, or an error carrying the request's `ref`.
+   */
+  private snapshot(engine: LiveSyncEngine | null, message: SnapshotRequestMessage): void {
+    const key = keyString(message.key)!
+    if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
+    const subscription = this.keys.get(key)
+    if (!subscription) throw new ProtocolError('bad-request', `[live-sync] snapshot of key ${JSON.stringify(key)}, which this socket has not subscribed to; send sub first`)
+    try {
+      engine.resolveSnapshot(message.models)
+    }
+    catch (error) {
+      if (error instanceof LiveSyncError) throw new ProtocolError('bad-request', error.message)
+      throw error
+    }
+    const maxQueued = this.options.snapshot?.maxQueued ?? 8
+    if (this.queuedSnapshots >= maxQueued) throw new ProtocolError('bad-request', `[live-sync] a socket may have at most ${maxQueued} snapshots waiting; wait for the answers`)
+    this.queuedSnapshots++
+    this.snapshots = this.snapshots
+      .then(() => this.readSnapshot(engine, key, message, subscription))
+      .finally(() => this.queuedSnapshots--)
+  }
+
+  private async readSnapshot(engine: LiveSyncEngine, key: string, message: SnapshotRequestMessage, subscription: () => void): Promise<void> {
+    // The subscription it was asked for ended (unsub, or a new sub of the key): stop.
+    const gone = () => this.closed || this.keys.get(key) !== subscription
+    if (gone()) return this.error('bad-request', `[live-sync] the subscription of key ${JSON.stringify(key)} ended before its snapshot was read`, key, message.ref)
+    try {
+      const result = await engine.snapshot(message.key, message.models, async (index, rows) => {
+        await this.drained()
+        if (!gone()) this.write({ type: 'snapshot', key, ref: message.ref, index, rows })
+      }, { settle: true, pageSize: this.options.snapshot?.pageSize, aborted: gone })
+      if (gone()) return this.error('bad-request', `[live-sync] the subscription of key ${JSON.stringify(key)} ended while its snapshot was read`, key, message.ref)
+      this.write({ type: 'snapshotted', key, ref: message.ref, cursor: result.cursor, models: result.models })
+    }
+    catch (error) {
+      const code = error instanceof ProtocolError ? error.code : 'internal'
+      this.error(code, error instanceof ProtocolError ? error.message : '[live-sync] the server failed to read the snapshot (its log says why)', key, message.ref)
+      if (!(error instanceof ProtocolError)) console.error(`[live-sync] snapshot of key ${JSON.stringify(key)} failed: ${(error as Error)?.stack ?? error}`)
+    }
+  }
+
+  /** Waits while the socket has more than the allowed bytes unsent. */
+  private async drained(): Promise<void> {
+    const buffered = this.options.bufferedAmount
+    if (!buffered) return
+    const limit = this.options.snapshot?.maxBufferedBytes ?? 1 << 20
+    const deadline = Date.now() + (this.options.snapshot?.drainTimeoutMs ?? 30_000)
+    while (!this.closed && buffered() > limit) {
+      if (Date.now() > deadline) throw new ProtocolError('unavailable', '[live-sync] the snapshot was abandoned: the socket did not take its rows in time')
+      await new Promise(resolve => setTimeout(resolve, 10))
     }
   }
 

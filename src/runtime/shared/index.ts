@@ -1,3 +1,6 @@
 export * from './lsn'
 export * from './protocol'
 export * from './patch'
+export * from './patch-nested'
+export * from './models'
+export * from './replace-rows'

@@ -47,7 +47,8 @@ export default defineWebSocketHandler({
       engine: useLiveSyncEngine(),
       send,
       sendBytes: textBytesSender(peer),
-      authorize: (key: KeyValue) => nitroApp.hooks.callHook('live-sync:authorize', { key, peer }),
+      bufferedAmount: () => (peer.websocket as { bufferedAmount?: number }).bufferedAmount ?? 0,
+      authorize: (key: KeyValue) => nitroApp.hooks.callHook('live-sync:authorize', { key, request: peer.request as Request, peer }),
     })
     sessions.set(peer, session)
     session.hello()

@@ -1,0 +1,93 @@
+/**
+ * Models on views honour the view. A transaction that touched a view's base
+ * table is answered, before its batch is dispatched, by one query per view
+ * model reading the touched ids back through the model (its default scope,
+ * its JSON): a row now in the view goes out as an insert or update to the
+ * key it has, a row that was there before and is gone now (or has another
+ * key) as a delete to the key it had, and a row outside the view before and
+ * after as nothing but that (harmless) delete.
+ *
+ * Whether the old row was in the view cannot be known afterwards, so a row
+ * that is not in the view now gets a delete routed by the key its old base
+ * row had (REPLICA IDENTITY FULL); a page that does not hold it ignores it.
+ * Views whose rows are not keyed and identified by columns of the base
+ * table (a key from a join) are outside what this can follow.
+ */
+import { Op, type Sequelize, type WhereOptions } from 'sequelize'
+import { idKey, keyString, type Row } from '../../shared/protocol'
+import { pushChange, type KeyedChanges, type ViewTouches } from './change-router'
+import { toJSONValue } from './row-shaper'
+import type { WatchedModel } from './watch-registry'
+
+/** Ids per query; a larger transaction reads its rows in several. */
+const IDS_PER_QUERY = 1000
+
+/** `where` selecting the rows with the given ids (JSON values, one array each for composite ids). */
+export function idsWhere(watch: WatchedModel, ids: unknown[]): WhereOptions {
+  if (watch.id.length === 1) return { [watch.id[0]!.attribute]: ids }
+  return { [Op.or]: ids.map(id => Object.fromEntries(watch.id.map((attribute, i) => [attribute.attribute, (id as unknown[])[i]]))) }
+}
+
+interface ReadRow {
+  row: Row
+  key: string | null
+}
+
+async function readRows(watch: WatchedModel, ids: unknown[]): Promise<Map<string, ReadRow>> {
+  const found = new Map<string, ReadRow>()
+  for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
+    const instances = await watch.model.findAll({ where: idsWhere(watch, ids.slice(i, i + IDS_PER_QUERY)) })
+    for (const instance of instances) {
+      // Ids and keys as the base row's shaper converts them, so they meet in idKey/keyString.
+      const values = watch.id.map(attribute => toJSONValue(instance.getDataValue(attribute.attribute)))
+      const key = keyString(toJSONValue(instance.getDataValue(watch.key.attribute)))
+      found.set(idKey(values.length === 1 ? values[0] : values), { row: JSON.parse(JSON.stringify(instance)) as Row, key })
+    }
+  }
+  return found
+}
+
+/**
+ * Reads the touched rows back through their view models and appends the
+ * resulting changes to the transaction's per-key changes.
+ */
+export async function readBackViews(touches: ViewTouches, into: KeyedChanges): Promise<void> {
+  for (const [watch, rows] of touches) {
+    const found = await readRows(watch, [...rows.values()].map(touch => touch.id))
+    for (const [id, touch] of rows) {
+      const now = found.get(id)
+      const key = now?.key ?? null
+      if (touch.existed && touch.oldKey !== null && touch.oldKey !== key) {
+        const row = touch.oldTuple ? touch.shaper.row(touch.oldTuple, null) : (now?.row ?? {})
+        pushChange(into, touch.oldKey, { op: 'delete', model: watch.name, id: touch.id, row })
+      }
+      if (now && key !== null) {
+        pushChange(into, key, { op: touch.existed && touch.oldKey === key ? 'update' : 'insert', model: watch.name, id: touch.id, row: now.row })
+      }
+    }
+  }
+}
+
+// The 64-bit txid of a 32-bit xid from the stream: the epoch of the current snapshot's xmax,
+// or the one before when the xid is above xmax's low half (it committed before a wraparound).
+const VISIBLE_SQL = `SELECT txid_visible_in_snapshot(
+  CASE WHEN $1::bigint < x % 4294967296 THEN x - x % 4294967296 + $1::bigint
+       ELSE x - x % 4294967296 - 4294967296 + $1::bigint END, s) AS visible
+  FROM (SELECT txid_current_snapshot() AS s, txid_snapshot_xmax(txid_current_snapshot()) AS x) AS t`
+
+/**
+ * Waits until a transaction decoded from the stream is visible to new
+ * snapshots. Its commit record reaches us once flushed, which can be a
+ * moment before Postgres shows it to other sessions; a read-back before that
+ * would see the row as it was. Snapshots only move forward, so every query
+ * started after this resolves sees the transaction.
+ */
+export async function waitUntilVisible(sequelize: Sequelize, xid: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const [rows] = await sequelize.query(VISIBLE_SQL, { bind: [xid], logging: false }) as [Array<{ visible: boolean }>, unknown]
+    if (rows[0]?.visible) return
+    if (Date.now() > deadline) throw new Error(`transaction ${xid} did not become visible within ${timeoutMs} ms`)
+    await new Promise(resolve => setTimeout(resolve, 1))
+  }
+}

@@ -20,7 +20,7 @@ import { ReplicationStream } from './replication-stream'
 import type { ParserLookup } from './row-shaper'
 import { readKeyPages, resolveSnapshotModels, snapshotModelMeta, type ResolvedSnapshotModel } from './snapshot-reader'
 import { SubscriptionHub } from './subscription-hub'
-import { readBackViews, waitUntilVisible } from './view-reader'
+import { ViewReader, waitUntilVisible } from './view-reader'
 import { discoverWatchedModels, type WatchedModel } from './watch-registry'
 
 export interface LiveSyncEngineOptions {
@@ -118,6 +118,8 @@ export class LiveSyncEngine {
   /** Committed transactions waiting (in commit order) for a read-back before dispatch. */
   private pending: CommittedTx[] = []
   private draining = false
+  /** Remembers which view rows were in their view: a new session starts without (changes between sessions were not seen). */
+  private viewReader = new ViewReader()
   private readonly byName: Map<string, WatchedModel>
   private recent: Array<{ cursor: Lsn, at: number }> = []
   /** The cursor just before `recent[0]`. */
@@ -328,6 +330,7 @@ export class LiveSyncEngine {
     this.hub.buffer.reset(consistentPoint)
     // Transactions of the previous session still waiting are covered by the resync below.
     this.pending = []
+    this.viewReader = new ViewReader()
     this.recent = []
     this.recentBase = consistentPoint
     this.cursor = consistentPoint
@@ -444,7 +447,7 @@ export class LiveSyncEngine {
         if (tx.touches) {
           try {
             await waitUntilVisible(this.sequelize, tx.xid)
-            await readBackViews(tx.touches, tx.keyed ??= new Map())
+            await this.viewReader.readBack(tx.touches, tx.keyed ??= new Map())
           }
           catch (error) {
             // The view rows cannot be known: their subscribers must reload.

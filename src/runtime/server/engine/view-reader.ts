@@ -2,16 +2,18 @@
  * Models on views honour the view. A transaction that touched a view's base
  * table is answered, before its batch is dispatched, by one query per view
  * model reading the touched ids back through the model (its default scope,
- * its JSON): a row now in the view goes out as an insert or update to the
- * key it has, a row that was there before and is gone now (or has another
- * key) as a delete to the key it had, and a row outside the view before and
- * after as nothing but that (harmless) delete.
+ * its JSON): a row now in the view goes out as an insert (it entered) or an
+ * update to the key it has, a row that was in the view and is gone now (or
+ * has another key) as a delete to the key it had, and a row outside the
+ * view before and after as nothing.
  *
- * Whether the old row was in the view cannot be known afterwards, so a row
- * that is not in the view now gets a delete routed by the key its old base
- * row had (REPLICA IDENTITY FULL); a page that does not hold it ignores it.
- * Views whose rows are not keyed and identified by columns of the base
- * table (a key from a join) are outside what this can follow.
+ * Whether a row was in the view before the transaction is remembered from
+ * earlier read-backs (a bounded memory per view model). For a row not seen
+ * since the stream began, the old base row (REPLICA IDENTITY FULL) gives the
+ * key it would have had, and a row not in the view now gets a delete routed
+ * by it, which a page that does not hold the row ignores. Only changes of
+ * the base table are followed: a view whose membership depends on other
+ * tables (a join) changes for them unseen.
  */
 import { Op, type Sequelize, type WhereOptions } from 'sequelize'
 import { idKey, keyString, type Row } from '../../shared/protocol'
@@ -47,22 +49,39 @@ async function readRows(watch: WatchedModel, ids: unknown[]): Promise<Map<string
   return found
 }
 
-/**
- * Reads the touched rows back through their view models and appends the
- * resulting changes to the transaction's per-key changes.
- */
-export async function readBackViews(touches: ViewTouches, into: KeyedChanges): Promise<void> {
-  for (const [watch, rows] of touches) {
-    const found = await readRows(watch, [...rows.values()].map(touch => touch.id))
-    for (const [id, touch] of rows) {
-      const now = found.get(id)
-      const key = now?.key ?? null
-      if (touch.existed && touch.oldKey !== null && touch.oldKey !== key) {
-        const row = touch.oldTuple ? touch.shaper.row(touch.oldTuple, null) : (now?.row ?? {})
-        pushChange(into, touch.oldKey, { op: 'delete', model: watch.name, id: touch.id, row })
-      }
-      if (now && key !== null) {
-        pushChange(into, key, { op: touch.existed && touch.oldKey === key ? 'update' : 'insert', model: watch.name, id: touch.id, row: now.row })
+/** Ids remembered per view model, beyond which the least recently touched are forgotten. */
+const REMEMBERED_PER_MODEL = 10_000
+
+/** Reads touched rows back through their view models, remembering which were in the view. */
+export class ViewReader {
+  /** Per view model: id → the key the row had in the view, or null when it was not in it. */
+  private readonly membership = new Map<WatchedModel, Map<string, string | null>>()
+
+  constructor(private readonly remembered = REMEMBERED_PER_MODEL) {}
+
+  /** Appends the changes the touched rows amount to, to the transaction's per-key changes. */
+  async readBack(touches: ViewTouches, into: KeyedChanges): Promise<void> {
+    for (const [watch, rows] of touches) {
+      const found = await readRows(watch, [...rows.values()].map(touch => touch.id))
+      let memory = this.membership.get(watch)
+      if (!memory) this.membership.set(watch, (memory = new Map()))
+      for (const [id, touch] of rows) {
+        const now = found.get(id)
+        const key = now?.key ?? null
+        // Before the transaction: not there (inserted by it), as remembered, or unknown.
+        const before = touch.existed ? memory.get(id) : null
+        // Unknown: it may have been in the view with the key of its old base row.
+        const left = before === undefined ? touch.oldKey : before
+        if (left !== null && left !== key) {
+          const row = touch.oldTuple ? touch.shaper.row(touch.oldTuple, null) : (now?.row ?? {})
+          pushChange(into, left, { op: 'delete', model: watch.name, id: touch.id, row })
+        }
+        if (now && key !== null) {
+          pushChange(into, key, { op: left === key ? 'update' : 'insert', model: watch.name, id: touch.id, row: now.row })
+        }
+        memory.delete(id)
+        memory.set(id, key)
+        if (memory.size > this.remembered) memory.delete(memory.keys().next().value!)
       }
     }
   }

@@ -51,6 +51,8 @@ describe('the live sync WebSocket route of a built app', () => {
       models: {
         Organization: { id: ['id'] },
         Task: { id: ['id'] },
+        Project: { id: ['id'] },
+        OpenTask: { id: ['id'] },
       },
     })
     expect(isLsn(hello.cursor)).toBe(true)

@@ -28,7 +28,8 @@ const SCHEMA = `
 const statements: string[] = []
 
 function defineModels(sequelize: Sequelize) {
-  sequelize.options.logging = (sql: string) => statements.push(sql)
+  // Sequelize's typings lack its `options`; the logging option is how it reports every statement.
+  Object.assign((sequelize as unknown as { options: object }).options, { logging: (sql: string) => statements.push(sql) })
   Task.init({
     id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
     organizationId: DataTypes.INTEGER,

@@ -9,7 +9,7 @@
  */
 import { getCurrentScope, isReactive, onScopeDispose, ref, shallowRef, toRaw, toValue, triggerRef, watch, type MaybeRefOrGetter, type Ref } from 'vue'
 import { compareLsn, type Lsn } from '../shared/lsn'
-import type { LiveSyncModelRow } from '../shared/models'
+import type { LiveSyncModelRow } from '../shared/index'
 import { forgetListIndex } from '../shared/patch'
 import { patchRow, patchRows, type IncludeKind, type NestedInclude, type RowsSpec } from '../shared/patch-nested'
 import { keyString, rowId, type Change, type KeyValue, type ResyncMessage, type Row, type SnapshotModel, type TxMessage } from '../shared/protocol'

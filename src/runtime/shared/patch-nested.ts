@@ -209,7 +209,7 @@ function followForeignKeys(state: BelongsToState, parents: ReadonlyMap<string, R
     }
     else if (include.name in parent) {
       // Not on the page: "not loaded", as Sequelize leaves an association it did not include.
-      delete parent[include.name]
+      Reflect.deleteProperty(parent, include.name)
       changed = true
     }
   }

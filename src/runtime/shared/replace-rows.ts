@@ -54,6 +54,9 @@ function mergeNested(target: Row, source: Row, include: NestedInclude, spec: Row
 /**
  * Makes `list` hold exactly `rows` (by id), in place.
  *
+ * @param list the rows a page holds, replaced in place
+ * @param rows the snapshot's rows
+ * @param spec the model, its id attributes and nested associations
  * @param indexKey the object the list's id index is stored under (the raw array of a reactive list)
  * @returns the differences as changes (insert, update, delete), for `sync`.
  */

@@ -21,8 +21,8 @@ import type { LiveSyncClient } from '../live-sync-client'
 export type { LiveSyncInclude, LiveSyncRefs, LiveSyncWatchModel, LiveSyncWatchRef, LiveSyncWatchTarget, UseLiveSyncOptions, UseLiveSyncResult, UseLiveSyncReturn }
 
 /** The payload entry of a server-rendered snapshot for this key and these models. */
-function snapshotStateKey(key: KeyValue, options: UseLiveSyncOptions<Record<string, LiveSyncWatchTarget>>): string {
-  return `live-sync:snapshot:${keyString(key)}:${JSON.stringify(ownedSnapshotModels(options.watch))}`
+function snapshotStateKey(key: KeyValue, watch: Record<string, LiveSyncWatchTarget>): string {
+  return `live-sync:snapshot:${keyString(key)}:${JSON.stringify(ownedSnapshotModels(watch))}`
 }
 
 /**
@@ -62,7 +62,7 @@ export function useLiveSync<const W extends Record<string, LiveSyncWatchTarget>>
   const value = toValue(key)
   if (owned && nuxtApp.isHydrating && value !== null && value !== undefined && value !== '') {
     // The server render's rows, taken once: a later visit loads afresh.
-    const stateKey = snapshotStateKey(value, options)
+    const stateKey = snapshotStateKey(value, options.watch)
     const state = useState<ServerSnapshot | null>(stateKey, () => null)
     if (state.value) preloaded = { key: keyString(value)!, snapshot: state.value }
     clearNuxtState(stateKey)
@@ -86,7 +86,7 @@ function serverSide<W extends Record<string, LiveSyncWatchTarget>>(key: MaybeRef
   const result: UseLiveSyncReturn<W> = { status: ref(subscribed ? 'connecting' : 'idle'), error, refs: refs as LiveSyncRefs<W>, stop: () => {} }
   let ready: Promise<unknown> = Promise.resolve()
   if (owned && subscribed) {
-    const state = useState<ServerSnapshot | null>(snapshotStateKey(value, options), () => null)
+    const state = useState<ServerSnapshot | null>(snapshotStateKey(value, options.watch), () => null)
     const take = useRequestEvent()?.context.liveSyncSnapshot
     const models = ownedSnapshotModels(options.watch)
     ready = (take ? take(value, models) : Promise.reject(new Error('[live-sync] live sync is not running on this server')))

@@ -28,9 +28,13 @@ function subscribe(client: LiveSyncTestClient, key: string | number, since?: str
   return client.request(since ? { type: 'sub', key, since } : { type: 'sub', key }, frameOf('subscribed', frame => frame.key === String(key)))
 }
 
-/** The next `tx` of `key` that carries a change of the task `id`. */
-function txOfTask(client: LiveSyncTestClient, key: string | number, id: number) {
-  return client.next(frameOf('tx', frame => frame.key === String(key) && frame.changes.some(change => change.model === 'Task' && change.id === id)))
+/**
+ * The next `tx` of `key` that carries a change of the task `id`, with its Task
+ * changes only (the fixture's OpenTask model on a view of tasks adds its own).
+ */
+async function txOfTask(client: LiveSyncTestClient, key: string | number, id: number) {
+  const frame = await client.next(frameOf('tx', frame => frame.key === String(key) && frame.changes.some(change => change.model === 'Task' && change.id === id)))
+  return { ...frame, changes: frame.changes.filter(change => change.model === 'Task') }
 }
 
 /** The task's JSON as the app's own API serves it (Sequelize's toJSON). */
@@ -106,7 +110,7 @@ describe('the live sync WebSocket route of a built app', () => {
     const marker = await txOfTask(other, 2, markerId)
     expect(compareLsn(marker.cursor, viaSql.cursor)).toBeGreaterThan(0)
     const otherTx = other.received(frameOf('tx'))
-    expect(otherTx).toEqual([marker])
+    expect(otherTx.map(frame => frame.cursor)).toEqual([marker.cursor])
     expect(other.received(frame => frame.type !== 'hello' && frame.type !== 'subscribed' && frame.type !== 'tx')).toEqual([])
     // And the key 1 subscriber did not get the key 2 marker.
     expect(subscriber.received(frameOf('tx', frame => frame.key !== '1'))).toEqual([])
@@ -201,7 +205,7 @@ describe('the live sync WebSocket route of a built app', () => {
     const subscribedAt = after.indexOf(again)
     const replayed = after.slice(0, subscribedAt) as TxMessage[]
     expect(replayed.map(frame => frame.type)).toEqual(['tx', 'tx', 'tx'])
-    const changes = replayed.flatMap(frame => frame.changes)
+    const changes = replayed.flatMap(frame => frame.changes).filter(change => change.model === 'Task')
     expect(changes.map((change: Change) => [change.op, change.id])).toEqual(ids.map(id => ['insert', id]))
     for (const [i, change] of changes.entries()) expect(change.row).toEqual(await apiTask(ids[i]!))
     // The same frames the live watcher got, and the cursor of the last one.

@@ -166,7 +166,7 @@ describe('pages without refresh after a gap the server cannot replay', () => {
         if (i % 10 === 0) await client.query(`DELETE FROM tasks WHERE id = (SELECT min(id) FROM tasks WHERE organization_id = $1)`, [ORG])
         else await client.query('INSERT INTO tasks (organization_id, title, done) VALUES ($1, $2, $3)', [i % 7 === 0 ? 2 : ORG, `while offline ${i}`, i % 2 === 0])
       }
-      const { rows: [{ lsn }] } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')
+      const lsn = (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn
       await waitFor(async () => {
         const { cursor } = await engineState()
         return cursor !== null && compareLsn(cursor, lsn) >= 0

@@ -115,7 +115,7 @@ describe('projects with their tasks nested', () => {
   const shownProjects = (page: Page): Promise<ShownProject[]> => page.$$eval('#projects > li', items => items.map(item => ({
     id: Number(item.getAttribute('data-id')),
     name: item.querySelector('.name')?.textContent?.trim() ?? '',
-    tasks: [...item.querySelectorAll('.tasks > li')].map(task => Number(task.getAttribute('data-id'))),
+    tasks: Array.from(item.querySelectorAll('.tasks > li')).map(task => Number(task.getAttribute('data-id'))),
   })))
   async function projectsOf(org: number): Promise<ShownProject[]> {
     const projects = await db.sql<{ id: number, name: string }>('SELECT id, name FROM projects WHERE organization_id = $1 ORDER BY id', [org])

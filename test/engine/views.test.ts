@@ -5,7 +5,6 @@
  * query.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import pg from 'pg'
 import { DataTypes, Model, type Sequelize } from 'sequelize'
 import { startHarness, type Harness } from '../support/engine-harness'
 import { waitFor } from '../support/wait'
@@ -54,17 +53,12 @@ const openChanges = (changes: Change[]) => changes.filter(change => change.model
 
 describe('a model on a view', () => {
   let harness: Harness
-  let sql: (text: string, values?: unknown[]) => Promise<pg.QueryResult>
-  let client: pg.Client
+  const sql = (text: string, values?: unknown[]) => harness.sql(text, values)
 
   beforeAll(async () => {
     harness = await startHarness({ name: 'engine_views', schema: SCHEMA, models: defineModels, tables: ['tasks', 'notes'] })
-    client = new pg.Client(harness.url)
-    await client.connect()
-    sql = (text, values) => client.query(text, values)
   })
   afterAll(async () => {
-    await client?.end()
     await harness?.close()
   })
 

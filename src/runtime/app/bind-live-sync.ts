@@ -329,6 +329,7 @@ export function bindLiveSync<const W extends Record<string, LiveSyncWatchTarget>
     preloaded = null
     if (preload) {
       // Rendered on the server: its rows are in the payload, and changes after its cursor are replayed.
+      client().learnModels(preload.models)
       const rows = ownedSnapshotRows(options.watch, preload.rows)
       for (const target of owned) {
         target.ref.value = rows[target.name] ?? []

@@ -184,6 +184,11 @@ export class LiveSyncClient {
     return () => this.unsubscribe(state, entry)
   }
 
+  /** Remembers the id attributes of models (from the server's frames, or a server render's snapshot). */
+  learnModels(models: Record<string, ModelMeta> | undefined): void {
+    if (models) this.models = { ...this.models, ...models }
+  }
+
   /**
    * Asks the server for the current rows of a key this client subscribes
    * to (a listener of it must be registered). Sent after the key's `sub`, and
@@ -436,7 +441,7 @@ export class LiveSyncClient {
         const request = this.snapshots.get(message.ref)
         if (!request) return
         this.snapshots.delete(message.ref)
-        this.models = { ...this.models, ...message.models }
+        this.learnModels(message.models)
         this.knownCursor = maxLsn(this.knownCursor, message.cursor)
         request.resolve({ cursor: message.cursor, rows: request.rows })
         return
@@ -468,7 +473,7 @@ export class LiveSyncClient {
       return this.updateStatuses()
     }
     this.attempt = 0
-    this.models = message.models
+    this.learnModels(message.models)
     this.epoch = message.epoch
     this.knownCursor = maxLsn(this.knownCursor, message.cursor)
     this.socketStatus = 'open'

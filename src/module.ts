@@ -48,7 +48,7 @@ export default defineNuxtModule<ModuleOptions>({
   meta: {
     name: 'nuxt-live-sync',
     configKey: 'liveSync',
-    compatibility: { nuxt: '>=3.16.0' },
+    compatibility: { nuxt: '^4.0.0' },
   },
   defaults: {
     publication: 'live_sync',

@@ -24,6 +24,13 @@ export interface ModuleOptions {
   databaseUrl?: string
   /** Publication streamed; created by the migration. */
   publication?: string
+  /**
+   * At start-up, add each watched table to the publication and make it
+   * REPLICA IDENTITY FULL where the connecting role may (default true), so
+   * the order of migrations does not matter. `false` leaves the tables to
+   * you: the server then only warns, with the SQL that fixes them.
+   */
+  manageTables?: boolean
   /** Route of the WebSocket. */
   path?: string
   /** Recent history kept for replaying to late subscribers and reconnecting clients. */
@@ -41,10 +48,11 @@ export default defineNuxtModule<ModuleOptions>({
   meta: {
     name: 'nuxt-live-sync',
     configKey: 'liveSync',
-    compatibility: { nuxt: '>=3.16.0' },
+    compatibility: { nuxt: '^4.0.0' },
   },
   defaults: {
     publication: 'live_sync',
+    manageTables: true,
     path: '/_live_sync',
   },
   async setup(options, nuxt) {
@@ -56,6 +64,7 @@ export default defineNuxtModule<ModuleOptions>({
     nuxt.options.runtimeConfig.liveSync = defu(nuxt.options.runtimeConfig.liveSync as object | undefined, {
       databaseUrl: options.databaseUrl ?? '',
       publication: options.publication!,
+      manageTables: options.manageTables !== false,
       replay: options.replay ?? {},
     })
     nuxt.options.runtimeConfig.public.liveSync = defu(nuxt.options.runtimeConfig.public.liveSync as object | undefined, {

@@ -11,6 +11,7 @@ import { setLiveSyncEngine } from '../utils/live-sync-engine'
 interface LiveSyncRuntimeConfig {
   databaseUrl?: string
   publication?: string
+  manageTables?: boolean
   replay?: { maxRows?: number, maxAgeMs?: number }
 }
 
@@ -47,7 +48,7 @@ export default defineNitroPlugin((nitroApp) => {
       return
     }
     try {
-      engine = createLiveSyncEngine({ sequelize, connection: config.databaseUrl || null, publication: config.publication, replay: config.replay })
+      engine = createLiveSyncEngine({ sequelize, connection: config.databaseUrl || null, publication: config.publication, manageTables: config.manageTables, replay: config.replay })
     }
     catch (error) {
       console.error(`${(error as Error).message}\nLive updates are off; pages are still served.`)

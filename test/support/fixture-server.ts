@@ -22,8 +22,21 @@ export const FIXTURE_OUTPUT_DIR = join(FIXTURE_DIR, '.output')
 export interface FixtureServerOptions {
   /** The app's DATABASE_URL; null starts it without a database (live sync off). */
   databaseUrl: string | null
+  /**
+   * Who may subscribe: `public` (default: tests that are not about access
+   * control) sets `NUXT_LIVE_SYNC_PUBLIC`; `cookie` registers the fixture's
+   * `live-sync:authorize` handler (cookie `orgs=1,2`); `closed` is a
+   * production server with neither (every subscription refused).
+   */
+  access?: 'public' | 'cookie' | 'closed'
   /** More environment for the server process. */
   env?: Record<string, string>
+}
+
+const ACCESS_ENV: Record<NonNullable<FixtureServerOptions['access']>, Record<string, string>> = {
+  public: { NUXT_LIVE_SYNC_PUBLIC: 'true' },
+  cookie: { LIVE_SYNC_FIXTURE_AUTH: 'cookie' },
+  closed: {},
 }
 
 /**
@@ -46,6 +59,9 @@ export async function setupFixtureServer(options: FixtureServerOptions): Promise
     env: {
       // '' rather than absent, so a DATABASE_URL of the test runner's own environment cannot leak in.
       DATABASE_URL: options.databaseUrl ?? '',
+      NUXT_LIVE_SYNC_PUBLIC: 'false',
+      LIVE_SYNC_FIXTURE_AUTH: '',
+      ...ACCESS_ENV[options.access ?? 'public'],
       ...options.env,
     },
   })
@@ -53,12 +69,28 @@ export async function setupFixtureServer(options: FixtureServerOptions): Promise
   afterAll(closeAllClients)
 }
 
+/** What the fixture's /api/test-support/live-sync says. */
+export interface LiveSyncServerState {
+  status: string
+  cursor: string | null
+  /** The server process (to read its memory from /proc). */
+  pid: number
+  stats: { sockets: number, refusedOrigins: number, slowConsumers: number, tooManyFrames: number, framesTooLarge: number }
+  /** Sockets subscribed to the `key` asked about. */
+  subscribers: number | null
+}
+
+/** The server's live sync state; with `key`, also how many sockets subscribe to it. */
+export function liveSyncState(key?: string | number): Promise<LiveSyncServerState> {
+  return $fetch<LiveSyncServerState>('/api/test-support/live-sync', { query: key === undefined ? {} : { key: String(key) } })
+}
+
 /** Waits until the server's replication engine streams (so page cursors and hellos carry a position). */
-export async function waitForLiveSync(timeout = 20_000): Promise<{ status: string, cursor: string | null }> {
+export async function waitForLiveSync(timeout = 20_000): Promise<LiveSyncServerState> {
   let last: unknown
   try {
     return await waitFor(async () => {
-      const state = await $fetch<{ status: string, cursor: string | null }>('/api/test-support/live-sync')
+      const state = await liveSyncState()
       last = state
       return state.status === 'streaming' && state.cursor ? state : null
     }, { timeout, interval: 50 })
@@ -165,10 +197,13 @@ export class LiveSyncTestClient {
     })
   }
 
-  /** Opens a socket to the fixture server's live sync route (`query` such as '?v=1'). */
-  static async connect(query = '?v=1', timeout = 10_000): Promise<LiveSyncTestClient> {
+  /**
+   * Opens a socket to the fixture server's live sync route (`query` such as
+   * '?v=1'); `options` are the `ws` client's (headers such as Origin or Cookie).
+   */
+  static async connect(query = '?v=1', timeout = 10_000, options: WebSocket.ClientOptions = {}): Promise<LiveSyncTestClient> {
     const address = liveSyncUrl(query)
-    const socket = new WebSocket(address)
+    const socket = new WebSocket(address, options)
     const client = new LiveSyncTestClient(socket, address)
     openClients.add(client)
     await new Promise<void>((resolve, reject) => {

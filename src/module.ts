@@ -85,7 +85,8 @@ export default defineNuxtModule<ModuleOptions>({
     nuxt.options.runtimeConfig.liveSync = defu(nuxt.options.runtimeConfig.liveSync as object | undefined, {
       databaseUrl: options.databaseUrl ?? '',
       publication: options.publication!,
-      replay: options.replay ?? {},
+      // Explicit defaults, so that NUXT_LIVE_SYNC_REPLAY_MAX_ROWS / _MAX_AGE_MS override them.
+      replay: { maxRows: 100_000, maxAgeMs: 120_000, ...options.replay },
       public: options.public ?? false,
       // A string, so that NUXT_LIVE_SYNC_ALLOWED_ORIGINS (comma separated) replaces it alike.
       allowedOrigins: (options.allowedOrigins ?? []).join(','),

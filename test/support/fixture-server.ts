@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { $fetch, getServerLogs, setup, url } from '@nuxt/test-utils/e2e'
 import { afterAll } from 'vitest'
 import WebSocket from 'ws'
+import { compareLsn } from '../../src/runtime/shared/lsn'
 import type { ClientMessage, ServerMessage } from '../../src/runtime/shared/protocol'
 import { waitFor } from './wait'
 
@@ -83,6 +84,58 @@ export interface LiveSyncServerState {
 /** The server's live sync state; with `key`, also how many sockets subscribe to it. */
 export function liveSyncState(key?: string | number): Promise<LiveSyncServerState> {
   return $fetch<LiveSyncServerState>('/api/test-support/live-sync', { query: key === undefined ? {} : { key: String(key) } })
+}
+
+/** Waits until the server has dispatched everything committed up to `lsn` (e.g. `pg_current_wal_lsn()` after a write). */
+export async function waitForDispatch(lsn: string, timeout = 10_000): Promise<void> {
+  await waitFor(async () => {
+    const { cursor } = await liveSyncState()
+    return cursor !== null && compareLsn(cursor, lsn) >= 0
+  }, { timeout, interval: 20, message: `the server did not dispatch up to ${lsn}` })
+}
+
+/** The origin a page of the fixture server has (`http://127.0.0.1:<port>`). */
+export function appOrigin(): string {
+  return new URL(url('/')).origin
+}
+
+export interface UpgradeResult {
+  /** 101 when the socket opened, else the HTTP status of the refusal. */
+  status: number
+  body: string
+  /** Frames received before the test closed it (an opened socket gets its hello). */
+  frames: string[]
+}
+
+/** Tries a WebSocket upgrade with `headers`; says how it was answered, without throwing. */
+export function tryUpgrade(headers: Record<string, string>, query = '?v=1', timeout = 10_000): Promise<UpgradeResult> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(liveSyncUrl(query), { headers })
+    const frames: string[] = []
+    const timer = setTimeout(() => {
+      socket.terminate()
+      reject(new Error(`[e2e] the upgrade with ${JSON.stringify(headers)} got no answer within ${timeout} ms`))
+    }, timeout)
+    socket.on('unexpected-response', (_request, response) => {
+      let body = ''
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      response.on('end', () => {
+        clearTimeout(timer)
+        resolve({ status: response.statusCode ?? 0, body, frames })
+      })
+    })
+    socket.on('message', (data) => {
+      frames.push(data.toString())
+      // The hello is the first frame: enough to know the socket works.
+      clearTimeout(timer)
+      socket.close()
+      resolve({ status: 101, body: '', frames })
+    })
+    socket.on('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
 }
 
 /** Waits until the server's replication engine streams (so page cursors and hellos carry a position). */

@@ -10,7 +10,8 @@ import type { Sequelize } from 'sequelize'
 import { defineNitroPlugin, useRuntimeConfig } from '#imports'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
 import { installFrameLimit } from '../frame-limit'
-import { hasLiveSyncAuthorizer } from '../utils/live-sync-authorize'
+import { defaultAccessNotice } from '../default-access'
+import { liveSyncAccess } from '../utils/live-sync-authorize'
 import { setLiveSyncEngine } from '../utils/live-sync-engine'
 import { useLiveSyncSettings } from '../utils/live-sync-settings'
 import { countLiveSync } from '../utils/live-sync-stats'
@@ -28,24 +29,6 @@ async function loadSequelize(): Promise<{ configured: string | null, sequelize: 
   let instance = mod.default as Sequelize | (() => Sequelize | Promise<Sequelize>) | null | undefined
   if (typeof instance === 'function') instance = await instance()
   return { configured: mod.configured, sequelize: instance ?? null }
-}
-
-const AUTHORIZE_EXAMPLE = `// server/plugins/live-sync-auth.ts
-export default defineNitroPlugin((nitroApp) => {
-  nitroApp.hooks.hook('live-sync:authorize', async ({ key, request }) => {
-    const { user } = await requireUserSession(request) // nuxt-auth-utils, or read your own cookie from request.headers
-    if (!user.organizationIds.includes(Number(key))) throw createError({ statusCode: 403 })
-  })
-})`
-
-/** Says once, at start, what happens to subscriptions when no `live-sync:authorize` handler is registered. */
-function reportAuthorization(nitroApp: Parameters<typeof hasLiveSyncAuthorizer>[0]): void {
-  if (hasLiveSyncAuthorizer(nitroApp) || useLiveSyncSettings().public) return
-  if (import.meta.dev) {
-    console.warn(`[live-sync] no 'live-sync:authorize' handler is registered: in development every subscription is allowed, but a production build refuses them all. Add a Nitro plugin that decides who may read a key:\n${AUTHORIZE_EXAMPLE}\nor set liveSync: { public: true } in nuxt.config if every watched row may be read by anyone who can open the socket.`)
-    return
-  }
-  console.error(`[live-sync] no 'live-sync:authorize' handler is registered, so every subscription is refused (error 'forbidden'). Add a Nitro plugin that decides who may read a key:\n${AUTHORIZE_EXAMPLE}\nor set liveSync: { public: true } in nuxt.config (NUXT_LIVE_SYNC_PUBLIC=true) if every watched row may be read by anyone who can open the socket.`)
 }
 
 export default defineNitroPlugin((nitroApp) => {
@@ -85,7 +68,8 @@ export default defineNitroPlugin((nitroApp) => {
     if (closing) return
     setLiveSyncEngine(engine)
     // Every plugin has registered its hooks by now (this runs after an await).
-    reportAuthorization(nitroApp)
+    const notice = defaultAccessNotice(liveSyncAccess(nitroApp))
+    if (notice) console[notice.level](notice.message)
     await engine.start()
   })()
 

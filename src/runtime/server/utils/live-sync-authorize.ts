@@ -8,6 +8,7 @@ import type { H3Event } from 'h3'
 import { createError } from 'h3'
 import { useNitroApp } from 'nitropack/runtime'
 import type { KeyValue } from '../../shared/protocol'
+import { defaultAccess, type DefaultAccess } from '../default-access'
 import { useLiveSyncSettings } from './live-sync-settings'
 
 /** What a `live-sync:authorize` handler is given. */
@@ -34,6 +35,11 @@ export function hasLiveSyncAuthorizer(nitroApp = useNitroApp()): boolean {
   return (hooks?.[HOOK]?.length ?? 0) > 0
 }
 
+/** How subscriptions are decided on this server (see `DefaultAccess`). */
+export function liveSyncAccess(nitroApp = useNitroApp()): DefaultAccess {
+  return defaultAccess({ hasHandler: hasLiveSyncAuthorizer(nitroApp), public: useLiveSyncSettings().public, dev: Boolean(import.meta.dev) })
+}
+
 /**
  * Resolves when `context.key` may be read by whoever sent `context.request`;
  * throws (an h3 error, 403) when not. A registered handler decides; without
@@ -41,10 +47,14 @@ export function hasLiveSyncAuthorizer(nitroApp = useNitroApp()): boolean {
  */
 export async function authorizeLiveSync(context: LiveSyncAuthorizeContext): Promise<void> {
   const nitroApp = useNitroApp()
-  if (hasLiveSyncAuthorizer(nitroApp)) {
-    await nitroApp.hooks.callHook(HOOK, context)
-    return
+  switch (liveSyncAccess(nitroApp)) {
+    case 'handler':
+      await nitroApp.hooks.callHook(HOOK, context)
+      return
+    case 'public':
+    case 'dev-open':
+      return
+    case 'closed':
+      throw createError({ statusCode: 403, statusMessage: 'not authorized' })
   }
-  if (useLiveSyncSettings().public || import.meta.dev) return
-  throw createError({ statusCode: 403, statusMessage: 'not authorized' })
 }

@@ -5,7 +5,7 @@
  * again on every socket, and what a row exposes stops at the model's
  * default scope and `liveSync.exclude` (a `passwordHash` never goes out).
  */
-import { $fetch } from '@nuxt/test-utils/e2e'
+import { $fetch, fetch } from '@nuxt/test-utils/e2e'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { frameOf, LiveSyncTestClient, setupFixtureServer, waitForDispatch, waitForLiveSync } from '../support/fixture-server'
 import { createFixtureDatabase } from '../support/schema'
@@ -44,6 +44,16 @@ describe('a cookie-reading authorize handler', () => {
     await client.request({ type: 'ping' }, frameOf('pong'))
     expect(client.received(frameOf('tx')).map(frame => frame.key)).toEqual(['1'])
     expect(JSON.stringify(client.frames)).not.toContain('organization 2 only')
+    await client.close()
+  })
+
+  it('reads a sealed h3 session (what nuxt-auth-utils\' getUserSession reads) from the upgrade request', async () => {
+    const response = await fetch('/api/test-support/sign-in', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orgs: ['3'] }) })
+    const sessionCookie = response.headers.getSetCookie().map(line => line.split(';')[0]!).find(pair => pair.startsWith('fixture-session='))
+    expect(sessionCookie).toBeDefined()
+    const client = await connectAs(sessionCookie!)
+    expect(await client.request({ type: 'sub', key: 3 }, frameOf('subscribed'))).toMatchObject({ key: '3' })
+    expect(await client.request({ type: 'sub', key: 1 }, frameOf('error'))).toMatchObject({ code: 'forbidden', key: '1' })
     await client.close()
   })
 

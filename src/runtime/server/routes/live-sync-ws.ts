@@ -11,7 +11,7 @@ import { CloseCode, PROTOCOL_VERSION, type KeyValue } from '../../shared/protoco
 import { FRAME_LIMIT_CONTEXT_KEY } from '../frame-limit'
 import { PeerSession } from '../peer-session'
 import { isOriginAllowed } from '../security-settings'
-import { authorizeLiveSync } from '../utils/live-sync-authorize'
+import { authorizeLiveSync, type LiveSyncRequest } from '../utils/live-sync-authorize'
 import { useLiveSyncEngine } from '../utils/live-sync-engine'
 import { useLiveSyncSettings } from '../utils/live-sync-settings'
 import { countLiveSync } from '../utils/live-sync-stats'
@@ -54,11 +54,13 @@ function requestedVersion(peer: Peer): string | null {
   }
 }
 
-/** The upgrade request as a web `Request` (on Node, crossws gives only its URL and headers). */
-function webRequest(peer: Peer): Request {
+/**
+ * The upgrade request as a web `Request` (on Node crossws gives only its URL
+ * and headers) with the connection's context, which h3 session helpers need.
+ */
+function webRequest(peer: Peer): LiveSyncRequest {
   const request = peer.request
-  if (request instanceof Request) return request
-  return new Request(request?.url ?? 'http://localhost/', { headers: request?.headers })
+  return Object.assign(new Request(request?.url ?? 'http://localhost/', { headers: request?.headers }), { context: peer.context ?? {} })
 }
 
 function frameLength(data: unknown): number {
@@ -105,7 +107,7 @@ export default defineWebSocketHandler({
       return
     }
     const settings = useLiveSyncSettings()
-    let request: Request | undefined
+    let request: LiveSyncRequest | undefined
     const session = new PeerSession({
       engine: useLiveSyncEngine(),
       send,

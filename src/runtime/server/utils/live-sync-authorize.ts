@@ -11,6 +11,13 @@ import type { KeyValue } from '../../shared/protocol'
 import { defaultAccess, type DefaultAccess } from '../default-access'
 import { useLiveSyncSettings } from './live-sync-settings'
 
+/**
+ * A web `Request` carrying the per-request `context` object of h3/crossws,
+ * so that h3's session helpers (and nuxt-auth-utils' `getUserSession`,
+ * built on them) accept it as they accept an event.
+ */
+export type LiveSyncRequest = Request & { context: Record<string, unknown> }
+
 /** What a `live-sync:authorize` handler is given. */
 export interface LiveSyncAuthorizeContext {
   /** The subscription key as the client sent it (`'5'` or `5`). */
@@ -19,7 +26,7 @@ export interface LiveSyncAuthorizeContext {
    * The request asking: for a socket, its upgrade request (the URL and
    * headers, cookies included, of the page's WebSocket handshake).
    */
-  request: Request
+  request: LiveSyncRequest
   /** The socket, when the key is subscribed over one. */
   peer?: Peer
   /** The HTTP event, when the key is read over a plain request. */

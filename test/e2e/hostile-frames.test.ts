@@ -187,8 +187,7 @@ describe('100 000 random and hostile frames', () => {
     expect(stats.slowConsumers - statsBefore.slowConsumers).toBe(0)
     // Prototypes are intact in the server: a fresh socket and HTTP work as before.
     expect((await fetch('/')).status).toBe(200)
-    const client = await LiveSyncTestClient.connect()
-    await client.next(frameOf('hello'))
+    const client = await LiveSyncTestClient.greeted()
     await client.request({ type: 'sub', key: 1 }, frameOf('subscribed'))
     const id = await db.insertTask({ organizationId: 1, title: 'after the storm' })
     expect((await client.next(frameOf('tx'))).changes[0]).toMatchObject({ op: 'insert', id })

@@ -40,8 +40,7 @@ describe('a production server with no authorize handler', () => {
   })
 
   it('said once, at start, what to add; refusals log nothing more', async () => {
-    const client = await LiveSyncTestClient.connect()
-    await client.next(frameOf('hello'))
+    const client = await LiveSyncTestClient.greeted()
     await client.request({ type: 'sub', key: 3 }, frameOf('error'))
     await client.close()
     const lines = await flushServerLogs()
@@ -79,8 +78,7 @@ describe('the Origin of the upgrade', () => {
   })
 
   it('lets an upgrade without an Origin (not a browser) through, to the authorizer', async () => {
-    const client = await LiveSyncTestClient.connect()
-    await client.next(frameOf('hello'))
+    const client = await LiveSyncTestClient.greeted()
     expect(await client.request({ type: 'sub', key: 1 }, frameOf('error'))).toMatchObject({ code: 'forbidden' })
     await client.close()
   })

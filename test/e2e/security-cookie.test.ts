@@ -18,11 +18,7 @@ beforeAll(async () => {
 })
 
 /** A socket whose upgrade carries `cookie`, greeted. */
-async function connectAs(cookie: string | null): Promise<LiveSyncTestClient> {
-  const client = await LiveSyncTestClient.connect('?v=1', 10_000, cookie === null ? {} : { headers: { cookie } })
-  await client.next(frameOf('hello'))
-  return client
-}
+const connectAs = (cookie: string | null) => LiveSyncTestClient.greeted(cookie === null ? {} : { headers: { cookie } })
 
 const currentLsn = async () => (await db.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'))[0]!.lsn
 

@@ -20,12 +20,6 @@ beforeAll(async () => {
   await waitForLiveSync()
 })
 
-async function connect(): Promise<LiveSyncTestClient> {
-  const client = await LiveSyncTestClient.connect()
-  await client.next(frameOf('hello'))
-  return client
-}
-
 /** The header of a masked client text frame announcing `length` bytes of payload. */
 function frameHeader(length: number): Buffer {
   const header = Buffer.alloc(14)
@@ -38,7 +32,7 @@ function frameHeader(length: number): Buffer {
 
 describe('liveSync.public', () => {
   it('lets anyone who can open the socket subscribe, without a handler, and logs nothing about it', async () => {
-    const client = await connect()
+    const client = await LiveSyncTestClient.greeted()
     await client.request({ type: 'sub', key: 1 }, frameOf('subscribed'))
     const id = await db.insertTask({ organizationId: 1, title: 'public row' })
     const tx = await client.next(frameOf('tx'))
@@ -52,7 +46,7 @@ describe('liveSync.public', () => {
 describe('bounded input', () => {
   it('closes a socket with 1009 as soon as a frame announces more than maxFrameBytes, without waiting for (or buffering) it', async () => {
     const before = (await liveSyncState()).stats.framesTooLarge
-    const client = await connect()
+    const client = await LiveSyncTestClient.greeted()
     // 16 MiB announced; only the header and 1 KiB of it are ever sent.
     const socket = (client.socket as unknown as { _socket: Socket })._socket
     socket.write(Buffer.concat([frameHeader(16 * 1024 * 1024), Buffer.alloc(1024, 0x20)]))
@@ -62,22 +56,22 @@ describe('bounded input', () => {
   })
 
   it('closes with 1009 for a whole frame one byte over the limit, and takes one right at it (answered with an error frame)', async () => {
-    const atLimit = await connect()
+    const atLimit = await LiveSyncTestClient.greeted()
     const error = await atLimit.request('{"type":"ping"}'.padEnd(DEFAULT_LIMITS.maxFrameBytes, ' '), frameOf('error'))
     expect(error).toMatchObject({ code: 'bad-request', message: expect.stringContaining(`frame longer than ${MAX_CLIENT_FRAME} characters`) })
     expect(atLimit.socket.readyState).toBe(atLimit.socket.OPEN)
     await atLimit.close()
-    const over = await connect()
+    const over = await LiveSyncTestClient.greeted()
     over.send('x'.repeat(DEFAULT_LIMITS.maxFrameBytes + 1))
     expect((await over.closed).code).toBe(1009)
     expect(over.received(frameOf('error'))).toEqual([])
   })
 
   it('closes a socket that floods frames faster than its token bucket allows with 1008; other sockets are untouched', async () => {
-    const bystander = await connect()
+    const bystander = await LiveSyncTestClient.greeted()
     await bystander.request({ type: 'sub', key: 2 }, frameOf('subscribed'))
     const before = (await liveSyncState()).stats.tooManyFrames
-    const flooder = await connect()
+    const flooder = await LiveSyncTestClient.greeted()
     for (let i = 0; i < DEFAULT_LIMITS.frameBurst * 2; i++) flooder.send(i % 2 ? { type: 'sub', key: `k${i % 50}` } : { type: 'unsub', key: `k${i % 50}` })
     const closed = await flooder.closed
     expect(closed).toEqual({ code: 1008, reason: 'too many frames' })
@@ -90,7 +84,7 @@ describe('bounded input', () => {
   })
 
   it('answers the key past maxKeysPerSocket with a too-many-keys error, and keeps the socket', async () => {
-    const client = await connect()
+    const client = await LiveSyncTestClient.greeted()
     const max = DEFAULT_LIMITS.maxKeysPerSocket
     for (let i = 0; i < max; i++) client.send({ type: 'sub', key: `key-${i}` })
     await waitFor(() => client.received(frameOf('subscribed')).length === max, { timeout: 20_000, message: `not all ${max} keys were subscribed` })

@@ -222,6 +222,20 @@ describe('peer session', () => {
       expect(closes).toEqual([[4008, 'slow consumer: reconnect and resume from your cursor']])
     })
 
+    it('answers a replay request larger than maxBufferedBytes with a resync instead of copies of the history', async () => {
+      const engine = offlineEngine()
+      for (let i = 1; i <= 3; i++) engine.hub.publish('1', `0/${20 + i}`, [encodeChange(change(i))], Date.now())
+      engine.cursor = '0/23'
+      const frameLength = engine.hub.buffer.since('1', '0/10')![0]!.frame().length
+      const { peer, frames } = session(engine, { limits: { maxBufferedBytes: frameLength * 2 } })
+      await peer.receive('{"type":"sub","key":1}')
+      await peer.receive('{"type":"replay","key":1,"since":"0/21","ref":1}')
+      expect(frames.slice(1).map(frame => frame.type)).toEqual(['tx', 'tx', 'replayed'])
+      await peer.receive('{"type":"replay","key":1,"since":"0/10","ref":2}')
+      expect(frames.at(-1)).toEqual({ type: 'resync', key: '1', cursor: '0/23', reason: 'too-old', ref: 2 })
+      expect(frames).toHaveLength(5)
+    })
+
     it('answers hostile frames with an error frame and changes nothing', async () => {
       const engine = offlineEngine()
       const { peer, frames } = session(engine)

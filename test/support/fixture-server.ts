@@ -274,6 +274,13 @@ export class LiveSyncTestClient {
     return client
   }
 
+  /** A socket that got its hello (`options`: the `ws` client's, e.g. headers). */
+  static async greeted(options: WebSocket.ClientOptions = {}): Promise<LiveSyncTestClient> {
+    const client = await LiveSyncTestClient.connect('?v=1', 10_000, options)
+    await client.next(frameOf('hello'))
+    return client
+  }
+
   /** Sends a protocol message (or, for malformed-frame tests, any raw text). */
   send(message: ClientMessage | string): void {
     this.socket.send(typeof message === 'string' ? message : JSON.stringify(message))

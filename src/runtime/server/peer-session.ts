@@ -47,6 +47,13 @@ export interface PeerSessionOptions {
   now?: () => number
 }
 
+/** The characters the frames of `batches` take (a lower bound of their UTF-8 bytes). */
+function replayLength(batches: Array<{ frame: () => string }>): number {
+  let length = 0
+  for (const batch of batches) length += batch.frame().length
+  return length
+}
+
 export class PeerSession {
   private readonly keys = new Map<string, () => void>()
   private readonly limits: LiveSyncLimits
@@ -215,7 +222,9 @@ export class PeerSession {
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
     if (!this.keys.has(key)) throw new ProtocolError('bad-request', `[live-sync] replay of key ${JSON.stringify(key)}, which this socket has not subscribed to`)
     const batches = engine.replay(value, since)
-    if (batches === null) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
+    // A replay's frames are this socket's own copies (they carry its `ref`): one larger than the
+    // socket may hold unsent is answered like a history that does not reach back, with a reload.
+    if (batches === null || replayLength(batches) > this.limits.maxBufferedBytes) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
     for (const batch of batches) this.options.send(batch.replayFrame(ref))
     this.write({ type: 'replayed', key, ref, cursor: engine.cursor, replayed: batches.length })
   }

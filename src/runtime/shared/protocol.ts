@@ -42,7 +42,10 @@ export type ResyncReason
   = | 'truncate'
   /** The replication stream was interrupted; changes may have been missed (a new epoch). */
     | 'gap'
-  /** `since` is older than anything the server still holds. */
+  /**
+   * `since` is older than anything the server still holds (or, answering a
+   * `replay`, what it holds since then is more than it sends one socket at once).
+   */
     | 'too-old'
 
 export type ErrorCode

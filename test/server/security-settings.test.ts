@@ -64,6 +64,13 @@ describe('resolveSecuritySettings', () => {
     })
   })
 
+  it('warns when the burst could not hold a resubscription of every key a socket may have', () => {
+    const warnings: string[] = []
+    const resolved = resolveSecuritySettings({ limits: { frameBurst: 100, maxKeysPerSocket: 500 } }, message => warnings.push(message))
+    expect(resolved.limits).toMatchObject({ frameBurst: 100, maxKeysPerSocket: 500 })
+    expect(warnings).toEqual([expect.stringMatching(/frameBurst \(100\) is below maxKeysPerSocket \(500\).*Raise frameBurst to at least 500\./)])
+  })
+
   it('reports a wrong origin or limit once each, naming the fix, and keeps the rest', () => {
     const warnings: string[] = []
     const resolved = resolveSecuritySettings({ allowedOrigins: ['https://ok.example', 'ok.example', 'ftp://x.example'], limits: { maxBufferedBytes: '-5', framesPerSecond: 'fast' } }, message => warnings.push(message))

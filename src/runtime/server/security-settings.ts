@@ -92,6 +92,9 @@ export function resolveLimits(value: LiveSyncSecurityConfig['limits'], warn: War
     if (Number.isSafeInteger(number) && number > 0) limits[name] = number
     else warn(`[live-sync] liveSync.limits.${name} must be a positive integer, got ${JSON.stringify(raw)}; using ${DEFAULT_LIMITS[name]}.`)
   }
+  if (limits.frameBurst < limits.maxKeysPerSocket) {
+    warn(`[live-sync] liveSync.limits.frameBurst (${limits.frameBurst}) is below maxKeysPerSocket (${limits.maxKeysPerSocket}): a tab resubscribing all its keys after a reconnect would be closed for flooding. Raise frameBurst to at least ${limits.maxKeysPerSocket}.`)
+  }
   return limits
 }
 

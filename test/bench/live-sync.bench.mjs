@@ -55,7 +55,7 @@ async function socketLatency(adminUrl) {
   const setup = new pg.Client(dbUrl)
   await setup.connect()
   const port = await freePort()
-  const app = spawn(process.execPath, [entry], { env: { ...process.env, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1' }, stdio: 'ignore' })
+  const app = spawn(process.execPath, [entry], { env: { ...process.env, DATABASE_URL: dbUrl, PORT: String(port), HOST: '127.0.0.1', NUXT_LIVE_SYNC_PUBLIC: 'true' }, stdio: 'ignore' })
   try {
     const deadline = Date.now() + 30_000
     for (;;) {

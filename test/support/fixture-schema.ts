@@ -18,4 +18,13 @@ CREATE TABLE tasks (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX tasks_organization_id ON tasks (organization_id);
+CREATE TABLE users (
+  id serial PRIMARY KEY,
+  organization_id integer NOT NULL REFERENCES organizations (id),
+  email text NOT NULL,
+  password_hash text NOT NULL,
+  reset_token text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
 `

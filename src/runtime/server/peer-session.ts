@@ -2,8 +2,14 @@
  * One WebSocket peer's conversation: parses its frames, subscribes it to
  * keys on the engine and writes batches to it. Kept apart from the crossws
  * handler so that everything but the socket itself is plain code.
+ *
+ * Everything a client can make grow is bounded here: frames in (a token
+ * bucket), frames waiting for an earlier frame's authorization, keys, and
+ * bytes waiting to go out (checked before each live frame: one number
+ * compare). Crossing a bound closes this socket only.
  */
 import {
+  CloseCode,
   keyString,
   parseClientMessage,
   PROTOCOL_VERSION,
@@ -16,6 +22,8 @@ import {
 } from '../shared/protocol'
 import type { Delivery } from './engine/key-batch'
 import type { LiveSyncEngine } from './engine/live-sync-engine'
+import { DEFAULT_LIMITS, type LiveSyncLimits } from './security-settings'
+import { TokenBucket } from './token-bucket'
 
 /** Decides whether a peer may subscribe to a key; throws (or rejects) to refuse. */
 export type Authorize = (key: KeyValue) => void | Promise<void>
@@ -29,18 +37,42 @@ export interface PeerSessionOptions {
    */
   sendBytes?: (frame: Buffer) => void
   authorize?: Authorize
-  /** Most keys one socket may hold. */
-  maxKeys?: number
+  /** Bounds (defaults: `DEFAULT_LIMITS`); `maxFrameBytes` is enforced by the socket itself. */
+  limits?: Partial<LiveSyncLimits>
+  /** Bytes written to the socket and not sent yet (`ws`'s `bufferedAmount`); without it unsent bytes are not bounded. */
+  bufferedAmount?: () => number
+  /** Closes the socket because a bound was crossed (the session already dropped its subscriptions). */
+  close?: (code: number, reason: string) => void
+  /** Clock of the frame rate limit, in ms. */
+  now?: () => number
+}
+
+/** The characters the frames of `batches` take (a lower bound of their UTF-8 bytes). */
+function replayLength(batches: Array<{ frame: () => string }>): number {
+  let length = 0
+  for (const batch of batches) length += batch.frame().length
+  return length
 }
 
 export class PeerSession {
   private readonly keys = new Map<string, () => void>()
+  private readonly limits: LiveSyncLimits
+  private readonly bucket: TokenBucket
+  private readonly now: () => number
   private queue: Promise<void> = Promise.resolve()
+  /** Frames received and not handled yet (waiting behind an authorization). */
+  private waiting = 0
+  /** Replayed batches go out in one burst, unchecked: the socket's backlog was checked before. */
+  private replaying = false
   private closed = false
 
-  constructor(private readonly options: PeerSessionOptions) {}
+  constructor(private readonly options: PeerSessionOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    this.now = options.now ?? Date.now
+    this.bucket = new TokenBucket(this.limits.framesPerSecond, this.limits.frameBurst, this.now())
+  }
 
-  /** The first frame: protocol version, epoch, position and model metadata. */
+  /** The first frame: protocol version, epoch and position; nothing about models or tables. */
   hello(): void {
     const engine = this.options.engine
     const hello: HelloMessage = {
@@ -48,14 +80,34 @@ export class PeerSession {
       v: PROTOCOL_VERSION,
       epoch: engine?.epoch ?? '',
       cursor: engine?.cursor ?? null,
-      models: engine?.models ?? {},
     }
     this.write(hello)
   }
 
-  /** Handles one frame; frames of a peer are handled strictly in order. */
+  /**
+   * Handles one frame; frames of a peer are handled strictly in order. A
+   * frame is parsed at once, so what waits behind an authorization is the
+   * small parsed message, never the raw text.
+   */
   receive(text: string): Promise<void> {
-    this.queue = this.queue.then(() => this.handle(text))
+    if (this.closed) return this.queue
+    if (!this.bucket.take(this.now())) {
+      this.shut(CloseCode.POLICY_VIOLATION, 'too many frames')
+      return this.queue
+    }
+    if (this.waiting >= this.limits.frameBurst) {
+      this.shut(CloseCode.POLICY_VIOLATION, 'too many frames waiting for authorization')
+      return this.queue
+    }
+    let message: ClientMessage | ProtocolError
+    try {
+      message = parseClientMessage(text)
+    }
+    catch (error) {
+      message = error instanceof ProtocolError ? error : new ProtocolError('bad-request', (error as Error).message)
+    }
+    this.waiting++
+    this.queue = this.queue.then(() => this.handle(message))
     return this.queue
   }
 
@@ -70,16 +122,44 @@ export class PeerSession {
     return this.keys.size
   }
 
-  private async handle(text: string): Promise<void> {
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Closes the socket over a crossed bound; its subscriptions end at once, so nothing more is queued for it. */
+  private shut(code: number, reason: string): void {
     if (this.closed) return
-    let message: ClientMessage
+    this.close()
+    this.options.close?.(code, reason)
+  }
+
+  /** More than `maxBufferedBytes` still waits to go out to this socket. */
+  private backlogged(): boolean {
+    const buffered = this.options.bufferedAmount
+    return buffered !== undefined && buffered() > this.limits.maxBufferedBytes
+  }
+
+  private slowConsumer(): void {
+    this.shut(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume from your cursor')
+  }
+
+  private async handle(message: ClientMessage | ProtocolError): Promise<void> {
     try {
-      message = parseClientMessage(text)
+      await this.handleMessage(message)
     }
-    catch (error) {
-      const code = error instanceof ProtocolError ? error.code : 'bad-request'
-      return this.error(code, (error as Error).message)
+    catch {
+      // Only writing to a socket that went away can throw here; nothing to tell anyone.
     }
+    finally {
+      this.waiting--
+    }
+  }
+
+  private async handleMessage(message: ClientMessage | ProtocolError): Promise<void> {
+    if (this.closed) return
+    // Answers (a replay can be large) go only to a socket that keeps up.
+    if (this.backlogged()) return this.slowConsumer()
+    if (message instanceof ProtocolError) return this.error(message.code, message.message)
     try {
       await this.dispatch(message)
     }
@@ -113,17 +193,26 @@ export class PeerSession {
   private async subscribe(engine: LiveSyncEngine | null, value: KeyValue, since: string | undefined): Promise<void> {
     const key = keyString(value)!
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
-    if (!this.keys.has(key) && this.keys.size >= (this.options.maxKeys ?? 1000)) {
-      throw new ProtocolError('too-many-keys', `[live-sync] a socket may subscribe to at most ${this.options.maxKeys ?? 1000} keys`)
+    const maxKeys = this.limits.maxKeysPerSocket
+    if (!this.keys.has(key) && this.keys.size >= maxKeys) {
+      throw new ProtocolError('too-many-keys', `[live-sync] a socket may subscribe to at most ${maxKeys} keys`)
     }
     await this.authorize(value)
     if (this.closed) return
     // Subscribing again restarts the key (with the new cursor).
     this.keys.get(key)?.()
-    const subscription = engine.subscribe(value, delivery => this.deliver(delivery), since)
+    let subscription: ReturnType<LiveSyncEngine['subscribe']>
+    this.replaying = true
+    try {
+      subscription = engine.subscribe(value, delivery => this.deliver(delivery), since)
+    }
+    finally {
+      this.replaying = false
+    }
     this.keys.set(key, subscription.unsubscribe)
     if (subscription.tooOld) this.write({ type: 'resync', key, cursor: subscription.cursor, reason: 'too-old' })
-    this.write({ type: 'subscribed', key, cursor: subscription.cursor, replayed: subscription.replayed })
+    // The id attributes travel only to an authorized subscriber.
+    this.write({ type: 'subscribed', key, cursor: subscription.cursor, replayed: subscription.replayed, models: engine.models })
     // Subscribed all the same: when the stream (re)starts the key gets a `resync`.
     if (engine.status !== 'streaming') this.error('unavailable', '[live-sync] live updates are paused: the server\'s replication stream is not running (its log says why)', key)
   }
@@ -133,7 +222,9 @@ export class PeerSession {
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
     if (!this.keys.has(key)) throw new ProtocolError('bad-request', `[live-sync] replay of key ${JSON.stringify(key)}, which this socket has not subscribed to`)
     const batches = engine.replay(value, since)
-    if (batches === null) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
+    // A replay's frames are this socket's own copies (they carry its `ref`): one larger than the
+    // socket may hold unsent is answered like a history that does not reach back, with a reload.
+    if (batches === null || replayLength(batches) > this.limits.maxBufferedBytes) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
     for (const batch of batches) this.options.send(batch.replayFrame(ref))
     this.write({ type: 'replayed', key, ref, cursor: engine.cursor, replayed: batches.length })
   }
@@ -151,6 +242,7 @@ export class PeerSession {
 
   private deliver(delivery: Delivery): void {
     if (this.closed) return
+    if (!this.replaying && this.backlogged()) return this.slowConsumer()
     if (this.options.sendBytes) this.options.sendBytes(delivery.frameBytes())
     else this.options.send(delivery.frame())
   }

@@ -1,12 +1,20 @@
 /**
  * Owns the replication engine for the lifetime of the Nitro server: started
  * with it, stopped (slot dropped) when it closes. A missing or broken
- * configuration is reported once and the app keeps serving pages.
+ * configuration is reported once and the app keeps serving pages. Also
+ * bounds the size of client frames (frame-limit.ts) and says at start when
+ * subscriptions have no authorizer.
  */
+import type { AdapterOptions } from 'crossws'
 import type { Sequelize } from 'sequelize'
 import { defineNitroPlugin, useRuntimeConfig } from '#imports'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
+import { installFrameLimit } from '../frame-limit'
+import { defaultAccessNotice } from '../default-access'
+import { liveSyncAccess } from '../utils/live-sync-authorize'
 import { setLiveSyncEngine } from '../utils/live-sync-engine'
+import { useLiveSyncSettings } from '../utils/live-sync-settings'
+import { countLiveSync } from '../utils/live-sync-stats'
 
 interface LiveSyncRuntimeConfig {
   databaseUrl?: string
@@ -28,6 +36,10 @@ export default defineNitroPlugin((nitroApp) => {
   const config = (useRuntimeConfig() as { liveSync?: LiveSyncRuntimeConfig }).liveSync ?? {}
   let engine: LiveSyncEngine | null = null
   let closing = false
+  // Reports wrong limits or origins once, now.
+  useLiveSyncSettings()
+  // Nitro's Node presets build the ws server from this object after the plugins ran.
+  installFrameLimit(nitroApp.h3App.websocket as AdapterOptions, () => countLiveSync('framesTooLarge'))
 
   const ready = (async () => {
     let loaded: Awaited<ReturnType<typeof loadSequelize>>
@@ -56,6 +68,9 @@ export default defineNitroPlugin((nitroApp) => {
     }
     if (closing) return
     setLiveSyncEngine(engine)
+    // Every plugin has registered its hooks by now (this runs after an await).
+    const notice = defaultAccessNotice(liveSyncAccess(nitroApp))
+    if (notice) console[notice.level](notice.message)
     await engine.start()
   })()
 

@@ -48,6 +48,7 @@ const README_FILES = [
   'nuxt.config.ts',
   'server/api/organizations/[id]/tasks.get.ts',
   'server/api/tasks/[id].get.ts',
+  'server/plugins/live-sync-auth.ts',
   'app/pages/organizations/[id].vue',
 ]
 

@@ -1,19 +1,29 @@
 /**
  * The database side of nuxt-live-sync (the `LiveSync.Migration` of the Elixir
- * original): a publication the replication stream reads, and
+ * original): the publication the replication stream reads, and
  * `REPLICA IDENTITY FULL` on the published tables, so that deletes and
  * key-changing updates carry the old row (needed to route them by its
  * subscription key) and unchanged large values can be filled in.
  *
  * ```js
- * // a Sequelize migration
+ * // a Sequelize migration (sequelize-cli)
  * const liveSync = require('nuxt-live-sync/migration')
  * module.exports = {
- *   up: queryInterface => liveSync.up(queryInterface),            // FOR ALL TABLES
+ *   up: queryInterface => liveSync.up(queryInterface),
  *   // up: queryInterface => liveSync.up(queryInterface, ['tasks', 'app.projects']),
  *   down: queryInterface => liveSync.down(queryInterface),
  * }
  * ```
+ *
+ * Which publication `up(queryInterface)` makes depends on the role running it:
+ * - a superuser gets `FOR ALL TABLES` (only a superuser may create one);
+ * - any other role gets a publication it owns, without tables: the server adds
+ *   each watched table to it at start-up and makes it REPLICA IDENTITY FULL
+ *   (`liveSync.manageTables`), so the order of migrations does not matter.
+ *   The role needs the CREATE privilege on the database (its owner has it).
+ *
+ * `up(queryInterface, tables)` publishes exactly those tables (the role must
+ * own them) and sets REPLICA IDENTITY FULL on them.
  */
 import type { QueryInterface } from 'sequelize'
 
@@ -51,24 +61,58 @@ async function run(queryInterface: QueryRunner, sql: string): Promise<Array<Reco
   return rows as Array<Record<string, unknown>>
 }
 
+/** Runs a statement; a missing privilege becomes an error that says who may run it. */
+async function runAs(queryInterface: QueryRunner, role: Role, sql: string, fix: string): Promise<void> {
+  try {
+    await run(queryInterface, sql)
+  }
+  catch (error) {
+    const cause = (error as { parent?: { code?: string } }).parent ?? error
+    if ((cause as { code?: string }).code !== '42501') throw error // insufficient_privilege
+    throw new Error(`[live-sync] migration: \`${sql}\` failed for role ${quoteIdent(role.name)}: ${(error as Error).message}. ${fix}`, { cause: error })
+  }
+}
+
+interface Role {
+  name: string
+  superuser: boolean
+  database: string
+}
+
+async function currentRole(queryInterface: QueryRunner): Promise<Role> {
+  const [row] = await run(queryInterface, `SELECT current_user AS name, r.rolsuper AS superuser, current_database() AS database FROM pg_roles r WHERE r.rolname = current_user`)
+  return { name: String(row!.name), superuser: row!.superuser === true, database: String(row!.database) }
+}
+
 async function publishedTables(queryInterface: QueryRunner, publication: string): Promise<string[]> {
   const rows = await run(queryInterface, `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_publication_tables WHERE pubname = '${publication}'`)
   return rows.map(row => String(row.name))
 }
 
 /**
- * Creates the publication `live_sync` FOR ALL TABLES, or FOR TABLE … when a
- * list is given, and sets REPLICA IDENTITY FULL on the published tables.
+ * Creates the publication (`live_sync` unless `options.publication` says
+ * otherwise) and sets REPLICA IDENTITY FULL on the tables it publishes:
+ * - with a table list: `FOR TABLE …` those tables;
+ * - without, run by a superuser: `FOR ALL TABLES`;
+ * - without, run by any other role: a publication that role owns, with no
+ *   tables yet; the server adds the watched tables at start-up.
+ *
  * Running it again replaces an existing publication of the same name.
  */
 export async function up(queryInterface: QueryRunner, tables?: string[] | null, options?: MigrationOptions): Promise<void> {
-  const publication = quoteIdent(publicationName(options))
-  if (tables && tables.length === 0) throw new Error('[live-sync] migration: the table list is empty; pass no list to publish all tables.')
-  const target = tables ? `FOR TABLE ${tables.map(quoteTable).join(', ')}` : 'FOR ALL TABLES'
-  await run(queryInterface, `DROP PUBLICATION IF EXISTS ${publication}`)
-  await run(queryInterface, `CREATE PUBLICATION ${publication} ${target}`)
-  for (const table of await publishedTables(queryInterface, publicationName(options))) {
-    await run(queryInterface, `ALTER TABLE ${table} REPLICA IDENTITY FULL`)
+  const name = publicationName(options)
+  const publication = quoteIdent(name)
+  if (tables && tables.length === 0) throw new Error('[live-sync] migration: the table list is empty; pass no list to publish all tables (or, for a role that is not a superuser, the watched ones).')
+  const role = await currentRole(queryInterface)
+  const target = tables
+    ? ` FOR TABLE ${tables.map(quoteTable).join(', ')}`
+    : role.superuser ? ' FOR ALL TABLES' : ''
+  await runAs(queryInterface, role, `DROP PUBLICATION IF EXISTS ${publication}`, `Run the migration as the role that owns publication ${publication}, or drop it as a superuser.`)
+  await runAs(queryInterface, role, `CREATE PUBLICATION ${publication}${target}`, tables
+    ? `Publishing a table needs the CREATE privilege on the database and ownership of the table: run the migration as the tables' owner.`
+    : `Creating a publication needs the CREATE privilege on the database: as a superuser run   GRANT CREATE ON DATABASE ${quoteIdent(role.database)} TO ${quoteIdent(role.name)};   (or make the role the database's owner).`)
+  for (const table of await publishedTables(queryInterface, name)) {
+    await runAs(queryInterface, role, `ALTER TABLE ${table} REPLICA IDENTITY FULL`, `Only the table's owner (or a superuser) may change its replica identity: run the migration as that role.`)
   }
 }
 
@@ -77,8 +121,9 @@ export async function down(queryInterface: QueryRunner, options?: MigrationOptio
   const name = publicationName(options)
   const exists = await run(queryInterface, `SELECT 1 FROM pg_publication WHERE pubname = '${name}'`)
   if (exists.length === 0) return
+  const role = await currentRole(queryInterface)
   for (const table of await publishedTables(queryInterface, name)) {
-    await run(queryInterface, `ALTER TABLE ${table} REPLICA IDENTITY DEFAULT`)
+    await runAs(queryInterface, role, `ALTER TABLE ${table} REPLICA IDENTITY DEFAULT`, `Only the table's owner (or a superuser) may change its replica identity: run the migration as that role.`)
   }
-  await run(queryInterface, `DROP PUBLICATION ${quoteIdent(name)}`)
+  await runAs(queryInterface, role, `DROP PUBLICATION ${quoteIdent(name)}`, `Only the publication's owner (or a superuser) may drop it: run the migration as that role.`)
 }

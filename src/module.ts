@@ -8,6 +8,7 @@
 import { addImports, addPlugin, addServerHandler, addServerImports, addServerPlugin, addTypeTemplate, createResolver, defineNuxtModule, resolvePath } from '@nuxt/kit'
 import { defu } from 'defu'
 import { guardDevWebSocketUpgrades } from './dev-upgrade-guard'
+import { DEFAULT_LIMITS, normalizeOrigin, type LiveSyncLimits } from './runtime/server/security-settings'
 
 export interface ModuleOptions {
   /**
@@ -24,6 +25,13 @@ export interface ModuleOptions {
   databaseUrl?: string
   /** Publication streamed; created by the migration. */
   publication?: string
+  /**
+   * At start-up, add each watched table to the publication and make it
+   * REPLICA IDENTITY FULL where the connecting role may (default true), so
+   * the order of migrations does not matter. `false` leaves the tables to
+   * you: the server then only warns, with the SQL that fixes them.
+   */
+  manageTables?: boolean
   /** Route of the WebSocket. */
   path?: string
   /** Recent history kept for replaying to late subscribers and reconnecting clients. */
@@ -33,6 +41,27 @@ export interface ModuleOptions {
     /** Age after which a transaction is dropped, in ms (default 120 000). */
     maxAgeMs?: number
   }
+  /**
+   * Every watched row is readable by anyone who can open the socket. Without
+   * it (and without a `live-sync:authorize` handler) a production server
+   * refuses every subscription. Runtime config: `NUXT_LIVE_SYNC_PUBLIC`.
+   */
+  public?: boolean
+  /**
+   * Origins besides the app's own whose pages may open the socket, e.g.
+   * `['https://admin.example.com']`. Runtime config:
+   * `NUXT_LIVE_SYNC_ALLOWED_ORIGINS` (comma separated).
+   */
+  allowedOrigins?: string[]
+  /**
+   * The app runs behind a proxy that sets `X-Forwarded-Host` and
+   * `X-Forwarded-Proto`: the app's own origin is taken from them. Leave it
+   * off when clients can reach the app directly. Runtime config:
+   * `NUXT_LIVE_SYNC_TRUST_PROXY`.
+   */
+  trustProxy?: boolean
+  /** Bounds per socket (runtime config `NUXT_LIVE_SYNC_LIMITS_MAX_FRAME_BYTES`, …). */
+  limits?: Partial<LiveSyncLimits>
 }
 
 const IDENTIFIER = /^[a-z_][\w$]{0,62}$/i
@@ -41,10 +70,11 @@ export default defineNuxtModule<ModuleOptions>({
   meta: {
     name: 'nuxt-live-sync',
     configKey: 'liveSync',
-    compatibility: { nuxt: '>=3.16.0' },
+    compatibility: { nuxt: '^4.0.0' },
   },
   defaults: {
     publication: 'live_sync',
+    manageTables: true,
     path: '/_live_sync',
   },
   async setup(options, nuxt) {
@@ -52,12 +82,25 @@ export default defineNuxtModule<ModuleOptions>({
     // Configuration mistakes fail the build with a message, not the runtime.
     if (!options.path?.startsWith('/')) throw new Error(`[live-sync] liveSync.path must start with "/", got ${JSON.stringify(options.path)}.`)
     if (!IDENTIFIER.test(options.publication ?? '')) throw new Error(`[live-sync] liveSync.publication must be a plain identifier, got ${JSON.stringify(options.publication)}.`)
+    for (const origin of options.allowedOrigins ?? []) {
+      if (!normalizeOrigin(origin)) throw new Error(`[live-sync] liveSync.allowedOrigins: ${JSON.stringify(origin)} is not an origin such as "https://admin.example.com".`)
+    }
+    for (const [name, value] of Object.entries(options.limits ?? {})) {
+      if (!(name in DEFAULT_LIMITS)) throw new Error(`[live-sync] liveSync.limits.${name} is not a limit (known: ${Object.keys(DEFAULT_LIMITS).join(', ')}).`)
+      if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`[live-sync] liveSync.limits.${name} must be a positive integer, got ${JSON.stringify(value)}.`)
+    }
 
     nuxt.options.runtimeConfig.liveSync = defu(nuxt.options.runtimeConfig.liveSync as object | undefined, {
       databaseUrl: options.databaseUrl ?? '',
       publication: options.publication!,
-      // Spelled out so that NUXT_LIVE_SYNC_REPLAY_MAX_ROWS / _MAX_AGE_MS override them at runtime.
-      replay: { maxRows: options.replay?.maxRows ?? 100_000, maxAgeMs: options.replay?.maxAgeMs ?? 120_000 },
+      manageTables: options.manageTables !== false,
+      // Explicit defaults, so that NUXT_LIVE_SYNC_REPLAY_MAX_ROWS / _MAX_AGE_MS override them.
+      replay: { maxRows: 100_000, maxAgeMs: 120_000, ...options.replay },
+      public: options.public ?? false,
+      // A string, so that NUXT_LIVE_SYNC_ALLOWED_ORIGINS (comma separated) replaces it alike.
+      allowedOrigins: (options.allowedOrigins ?? []).join(','),
+      trustProxy: options.trustProxy ?? false,
+      limits: { ...DEFAULT_LIMITS, ...options.limits },
     })
     nuxt.options.runtimeConfig.public.liveSync = defu(nuxt.options.runtimeConfig.public.liveSync as object | undefined, {
       path: options.path,
@@ -81,7 +124,12 @@ export default defineNuxtModule<ModuleOptions>({
 
     addServerPlugin(resolver.resolve('./runtime/server/plugins/live-sync'))
     addServerHandler({ route: options.path!, handler: resolver.resolve('./runtime/server/routes/live-sync-ws') })
-    addServerImports([{ name: 'useLiveSyncEngine', from: resolver.resolve('./runtime/server/utils/live-sync-engine') }])
+    addServerImports([
+      { name: 'useLiveSyncEngine', from: resolver.resolve('./runtime/server/utils/live-sync-engine') },
+      { name: 'authorizeLiveSync', from: resolver.resolve('./runtime/server/utils/live-sync-authorize') },
+      { name: 'hasLiveSyncAuthorizer', from: resolver.resolve('./runtime/server/utils/live-sync-authorize') },
+      { name: 'useLiveSyncStats', from: resolver.resolve('./runtime/server/utils/live-sync-stats') },
+    ])
     addImports([{ name: 'useLiveSync', from: resolver.resolve('./runtime/app/composables/useLiveSync') }])
     addPlugin({ src: resolver.resolve('./runtime/app/plugins/live-sync.client'), mode: 'client' })
 
@@ -101,21 +149,21 @@ declare module '#live-sync/sequelize' {
     addTypeTemplate({
       filename: 'types/live-sync.d.ts',
       getContents: () => `// Generated by nuxt-live-sync
-import type { Peer } from 'crossws'
-import type { H3Event } from 'h3'
 import type { LiveSyncClient } from ${JSON.stringify(resolver.resolve('./runtime/app/live-sync-client'))}
+import type { LiveSyncAuthorizeContext, LiveSyncRequest } from ${JSON.stringify(resolver.resolve('./runtime/server/utils/live-sync-authorize'))}
 import type { KeyValue, SnapshotModel } from ${JSON.stringify(resolver.resolve('./runtime/shared/protocol'))}
 import type { ServerSnapshot } from ${JSON.stringify(resolver.resolve('./runtime/shared/server-snapshot'))}
 export type {} from ${JSON.stringify(resolver.resolve('./runtime/server/engine/watch-options'))}
+export type { LiveSyncAuthorizeContext, LiveSyncRequest }
 
 declare module 'nitropack/types' {
   interface NitroRuntimeHooks {
     /**
-     * Throw (e.g. createError({ statusCode: 403 })) to refuse a subscription to a key: a socket's
-     * (peer set; request is its upgrade request) or a server-rendered page's snapshot (event set;
-     * request is the page's request).
+     * Decides whether \`request\` may read the rows of \`key\`: return to allow,
+     * throw (e.g. createError({ statusCode: 403 })) to refuse. Called for
+     * every subscription on every socket (again after each reconnect).
      */
-    'live-sync:authorize': (context: { key: string | number | boolean, request: Request, peer?: Peer, event?: H3Event }) => void | Promise<void>
+    'live-sync:authorize': (context: LiveSyncAuthorizeContext) => void | Promise<void>
   }
 }
 

@@ -1,6 +1,8 @@
 /**
  * The migration that sets a database up for live sync, through both runners
- * people use: sequelize-cli and umzug, against a real database.
+ * people use: sequelize-cli and umzug, against a real database; run by a
+ * superuser (FOR ALL TABLES) and by the application role the README sets up
+ * (a publication it owns).
  */
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -45,12 +47,13 @@ describe('migration', () => {
     opened.push({ sequelize, name })
     return { url, sequelize }
   }
-  afterEach(async () => {
+  async function closeAll() {
     for (const { sequelize, name } of opened.splice(0)) {
       await sequelize.close()
       await dropDatabase(adminUrl, name)
     }
-  })
+  }
+  afterEach(closeAll)
 
   it('runs and reverts with sequelize-cli', async () => {
     const { url, sequelize } = await database('migration_cli')
@@ -85,6 +88,75 @@ describe('migration', () => {
     })
     await down(sequelize.getQueryInterface())
     expect(await state(sequelize)).toEqual({ publication: null, published: [], identities: ALL_DEFAULT })
+  })
+
+  describe('run by a role that is not a superuser (the README\'s `app` role)', () => {
+    // Role names are global to the cluster: unique to this file.
+    const APP = 'migration_test_app'
+    const PLAIN = 'migration_test_plain'
+    async function asAdmin(sql: string) {
+      const sequelize = new Sequelize(adminUrl, { logging: false })
+      try {
+        await sequelize.query(sql)
+      }
+      finally {
+        await sequelize.close()
+      }
+    }
+    const as = (url: string, role: string) => new Sequelize(Object.assign(new URL(url), { username: role, password: 'secret' }).toString(), { logging: false })
+    // Before the outer afterEach: the databases (owned by the role) go first.
+    afterEach(async () => {
+      await closeAll()
+      await asAdmin(`DROP ROLE IF EXISTS ${APP}; DROP ROLE IF EXISTS ${PLAIN}`)
+    })
+
+    /** A database owned by a LOGIN REPLICATION role, as the README creates it, connected as that role. */
+    async function appDatabase(name: string) {
+      const url = await createDatabase(adminUrl, name)
+      await asAdmin(`DROP ROLE IF EXISTS ${APP}; CREATE ROLE ${APP} WITH LOGIN REPLICATION PASSWORD 'secret'; ALTER DATABASE ${name} OWNER TO ${APP}`)
+      const sequelize = as(url, APP)
+      opened.push({ sequelize, name })
+      return { url, appUrl: Object.assign(new URL(url), { username: APP, password: 'secret' }).toString(), sequelize }
+    }
+
+    it('creates a publication the role owns, before any table exists, and reverts it (sequelize-cli)', async () => {
+      const { appUrl, sequelize } = await appDatabase('migration_app_cli')
+      const cli = ['--url', appUrl, '--migrations-path', 'migrations']
+      // Before the app's own tables: the order a fresh database sees when the table migrations are newer.
+      await run('npx', ['sequelize-cli', 'db:migrate', ...cli], { cwd: root })
+      const [[publication]] = await sequelize.query(`SELECT puballtables, pg_get_userbyid(pubowner) AS owner FROM pg_publication WHERE pubname = 'live_sync'`) as [Array<{ puballtables: boolean, owner: string }>, unknown]
+      expect(publication).toEqual({ puballtables: false, owner: APP })
+      await sequelize.query(SCHEMA)
+      expect(await state(sequelize)).toMatchObject({ published: [], identities: ALL_DEFAULT })
+      // What the server does at start-up for a watched table (see preflight): the role may, as it owns both.
+      await sequelize.query(`ALTER PUBLICATION live_sync ADD TABLE tasks; ALTER TABLE tasks REPLICA IDENTITY FULL`)
+      await run('npx', ['sequelize-cli', 'db:migrate:undo', ...cli], { cwd: root })
+      expect(await state(sequelize)).toEqual({ publication: null, published: [], identities: ALL_DEFAULT })
+    })
+
+    it('publishes a given list of tables the role owns', async () => {
+      const { sequelize } = await appDatabase('migration_app_list')
+      await sequelize.query(SCHEMA)
+      await up(sequelize.getQueryInterface(), ['tasks', 'app.projects'])
+      expect(await state(sequelize)).toEqual({
+        publication: { puballtables: false },
+        published: ['app.projects', 'public.tasks'],
+        identities: { 'app.projects': 'f', 'public.notes': 'd', 'public.tasks': 'f' },
+      })
+    })
+
+    it('says what to grant when the role may not create a publication', async () => {
+      const { url, sequelize: owner } = await appDatabase('migration_app_denied')
+      await asAdmin(`DROP ROLE IF EXISTS ${PLAIN}; CREATE ROLE ${PLAIN} WITH LOGIN PASSWORD 'secret'`)
+      const plain = as(url, PLAIN)
+      try {
+        await expect(up(plain.getQueryInterface())).rejects.toThrow(`GRANT CREATE ON DATABASE "migration_app_denied" TO "${PLAIN}";`)
+        expect((await state(owner)).publication).toBeNull()
+      }
+      finally {
+        await plain.close()
+      }
+    })
   })
 
   it('rejects a table name that is not one', async () => {

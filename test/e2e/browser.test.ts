@@ -2,7 +2,8 @@
  * Two real Chromium pages on the built fixture app, one per organization:
  * inserts, updates, deletes and a key change made through the app's API and
  * with plain SQL show up in the right page's DOM, rows are patched in place,
- * and a page never shows another key's rows.
+ * and a page never shows another key's rows. Subscriptions pass the app's
+ * cookie-reading `live-sync:authorize` handler.
  */
 import { $fetch, url } from '@nuxt/test-utils/e2e'
 import type { Browser, Page } from 'playwright-core'
@@ -20,7 +21,8 @@ const db = await createFixtureDatabase('e2e_browser', {
   ],
 })
 afterAll(() => db.drop())
-await setupFixtureServer({ databaseUrl: db.url })
+// The app authorizes subscriptions from a cookie: each page may read its own organization only.
+await setupFixtureServer({ databaseUrl: db.url, access: 'cookie' })
 
 let browser: Browser
 let one: TestPage
@@ -34,6 +36,8 @@ beforeAll(async () => {
   browser = await launchBrowser()
   one = await newTestPage(browser)
   two = await newTestPage(browser)
+  await one.page.context().addCookies([{ name: 'orgs', value: '1', url: url('/') }])
+  await two.page.context().addCookies([{ name: 'orgs', value: '2', url: url('/') }])
   for (const [page, org, query] of [[one.page, 1, '?focus=4'], [two.page, 2, '']] as const) {
     const response = await page.goto(url(`/org/${org}${query}`))
     expect(response?.status()).toBe(200)

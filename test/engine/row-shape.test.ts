@@ -11,6 +11,8 @@ import { modelJSON, prng, startHarness, type Harness } from '../support/engine-h
 class Everything extends Model {}
 class Hidden extends Model {}
 class WithGetter extends Model {}
+class Narrowed extends Model {}
+class NarrowedVirtual extends Model {}
 
 const SCHEMA = `
   CREATE TYPE mood AS ENUM ('happy', 'sad', 'with "quotes"', 'comma,here');
@@ -35,6 +37,14 @@ const SCHEMA = `
   );
   CREATE TABLE with_getter (
     id serial PRIMARY KEY, org_id integer, first_name text, last_name text,
+    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE TABLE narrowed (
+    id serial PRIMARY KEY, org_id integer, name text, password_hash text, reset_token text,
+    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE TABLE narrowed_virtual (
+    id serial PRIMARY KEY, org_id integer, first_name text, secret text,
     created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now()
   );
 `
@@ -81,6 +91,24 @@ function defineModels(sequelize: Sequelize) {
     lastName: DataTypes.TEXT,
     fullName: { type: DataTypes.VIRTUAL, get() { return `${this.getDataValue('firstName')} ${this.getDataValue('lastName')}` } },
   }, { sequelize, tableName: 'with_getter', underscored: true, liveSync: { subscriptionKey: 'orgId' } })
+
+  // The default scope hides one column, liveSync.exclude another.
+  Narrowed.init({
+    id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
+    orgId: { type: DataTypes.INTEGER, field: 'org_id' },
+    name: DataTypes.TEXT,
+    passwordHash: { type: DataTypes.TEXT, field: 'password_hash' },
+    resetToken: { type: DataTypes.TEXT, field: 'reset_token' },
+  }, { sequelize, tableName: 'narrowed', underscored: true, defaultScope: { attributes: { exclude: ['passwordHash'] } }, liveSync: { subscriptionKey: 'orgId', exclude: ['resetToken'] } })
+
+  // Built through the model (VIRTUAL attribute), with an allow-list.
+  NarrowedVirtual.init({
+    id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
+    orgId: { type: DataTypes.INTEGER, field: 'org_id' },
+    firstName: { type: DataTypes.TEXT, field: 'first_name' },
+    secret: DataTypes.TEXT,
+    shout: { type: DataTypes.VIRTUAL, get() { return String(this.getDataValue('firstName') ?? '').toUpperCase() } },
+  }, { sequelize, tableName: 'narrowed_virtual', underscored: true, liveSync: { subscriptionKey: 'orgId', attributes: ['id', 'firstName', 'shout'] } })
 }
 
 /** Characters that break naive text and array-literal handling. */
@@ -171,6 +199,25 @@ describe('row shape equals the model\'s JSON', () => {
     const [change] = await collector.changeCount(1)
     expect(change!.row).toEqual(modelJSON(await Hidden.findByPk(row.get('id') as number)))
     expect(JSON.stringify(collector.batches[0]!.frame())).not.toContain('never on the wire')
+  })
+
+  it('leaves out what liveSync.exclude names on top of the default scope', async () => {
+    const collector = harness.collect(11)
+    const row = await Narrowed.create({ orgId: 11, name: 'visible', passwordHash: 'hash-never-sent', resetToken: 'token-never-sent' })
+    const [change] = await collector.changeCount(1)
+    const { resetToken, ...expected } = modelJSON(await Narrowed.findByPk(row.get('id') as number)) as Record<string, unknown>
+    expect(resetToken).toBe('token-never-sent') // the app's own reads still have it
+    expect(change!.row).toEqual(expected)
+    expect(Object.keys(change!.row)).toEqual(['id', 'orgId', 'name', 'createdAt', 'updatedAt'])
+    expect(collector.batches[0]!.frame()).not.toMatch(/never-sent|passwordHash|resetToken/)
+  })
+
+  it('keeps only what liveSync.attributes lists, also for rows built through the model', async () => {
+    const collector = harness.collect(12)
+    const row = await NarrowedVirtual.create({ orgId: 12, firstName: 'ada', secret: 'secret-never-sent' })
+    const [change] = await collector.changeCount(1)
+    expect(change!.row).toEqual({ id: row.get('id'), firstName: 'ada', shout: 'ADA' })
+    expect(collector.batches[0]!.frame()).not.toContain('secret-never-sent')
   })
 
   it('builds rows through the model when it has custom getters or VIRTUAL attributes', async () => {

@@ -54,7 +54,7 @@ function defineModels(sequelize: Sequelize) {
     userId: { type: DataTypes.INTEGER, primaryKey: true },
     orgId: { type: DataTypes.INTEGER, primaryKey: true },
     role: DataTypes.TEXT,
-  }, { sequelize, tableName: 'memberships', underscored: true, timestamps: false, liveSync: { subscriptionKey: 'orgId' } })
+  }, { sequelize, tableName: 'memberships', underscored: true, timestamps: false, liveSync: { subscriptionKey: 'orgId', exclude: ['role'] } })
   Project.hasMany(Task, { as: 'tasks', foreignKey: 'projectId' })
   Task.belongsTo(Project, { as: 'project', foreignKey: 'projectId' })
 }
@@ -89,9 +89,10 @@ describe('engine snapshots', () => {
     expect(snapshot.cursor).toBe(harness.engine.snapshotCursor())
   })
 
-  it('pages through a composite id', async () => {
+  it('pages through a composite id, and leaves out what liveSync.exclude leaves out of live rows', async () => {
     const snapshot = await read(7, [{ model: 'Membership' }], 1)
     expect(snapshot.rows[0]!.map(row => [row.userId, row.orgId])).toEqual([[1, 7], [2, 7], [3, 7]])
+    expect(snapshot.rows[0]![0]).toEqual({ userId: 1, orgId: 7 })
     expect(snapshot.models).toEqual({ Membership: { id: ['userId', 'orgId'] } })
   })
 
@@ -150,6 +151,17 @@ describe('a socket\'s snapshots (PeerSession on a running engine)', () => {
     peer.close()
   })
 
+  it('splits a page into frames of bounded size', async () => {
+    // Smaller than one row: each row goes in a frame of its own.
+    const { peer, frames } = session({ snapshot: { maxFrameChars: 100 } })
+    await peer.receive('{"type":"sub","key":1}')
+    await peer.receive(JSON.stringify({ type: 'snapshot', key: 1, models: [{ model: 'Task' }], ref: 3 }))
+    await waitFor(() => ended(frames, 3))
+    const pages = frames.filter(frame => frame.type === 'snapshot') as Array<{ rows: Row[] }>
+    expect(pages.map(page => page.rows.length)).toEqual([1, 1, 1, 1, 1])
+    peer.close()
+  })
+
   it('refuses a key the socket has not subscribed to, and models it cannot read, naming the request', async () => {
     const { peer, frames } = session()
     await peer.receive(JSON.stringify({ type: 'snapshot', key: 2, models: [{ model: 'Task' }], ref: 1 }))
@@ -186,7 +198,7 @@ describe('a socket\'s snapshots (PeerSession on a running engine)', () => {
   })
 
   it('waits for a socket that has too much unsent before writing the next page', async () => {
-    let buffered = 5_000_000
+    let buffered = 2000 // above the snapshot's bound, below the slow-consumer one
     let polls = 0
     const { peer, frames } = session({ bufferedAmount: () => (polls++, buffered), snapshot: { maxBufferedBytes: 1000 } })
     await peer.receive('{"type":"sub","key":1}')

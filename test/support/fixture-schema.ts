@@ -18,7 +18,16 @@ CREATE TABLE tasks (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX tasks_organization_id ON tasks (organization_id);
--- Projects with their tasks (nested rows), and the open tasks (a view-backed model).
+CREATE TABLE users (
+  id serial PRIMARY KEY,
+  organization_id integer NOT NULL REFERENCES organizations (id),
+  email text NOT NULL,
+  password_hash text NOT NULL,
+  reset_token text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- Projects with their tasks (nested rows), and to-dos whose open ones a view shows (a view-backed model).
 CREATE TABLE projects (
   id serial PRIMARY KEY,
   organization_id integer REFERENCES organizations (id),
@@ -27,6 +36,14 @@ CREATE TABLE projects (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE tasks ADD COLUMN project_id integer REFERENCES projects (id);
-CREATE VIEW open_tasks AS
-  SELECT id, organization_id, project_id, title, done, created_at, updated_at FROM tasks WHERE NOT done;
+CREATE TABLE todos (
+  id serial PRIMARY KEY,
+  organization_id integer REFERENCES organizations (id),
+  title text NOT NULL,
+  done boolean NOT NULL DEFAULT false,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE VIEW open_todos AS
+  SELECT id, organization_id, title, done, created_at, updated_at FROM todos WHERE NOT done;
 `

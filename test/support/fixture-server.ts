@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { $fetch, getServerLogs, setup, url } from '@nuxt/test-utils/e2e'
 import { afterAll } from 'vitest'
 import WebSocket from 'ws'
+import { compareLsn } from '../../src/runtime/shared/lsn'
 import type { ClientMessage, ServerMessage } from '../../src/runtime/shared/protocol'
 import { waitFor } from './wait'
 
@@ -22,8 +23,21 @@ export const FIXTURE_OUTPUT_DIR = join(FIXTURE_DIR, '.output')
 export interface FixtureServerOptions {
   /** The app's DATABASE_URL; null starts it without a database (live sync off). */
   databaseUrl: string | null
+  /**
+   * Who may subscribe: `public` (default: tests that are not about access
+   * control) sets `NUXT_LIVE_SYNC_PUBLIC`; `cookie` registers the fixture's
+   * `live-sync:authorize` handler (cookie `orgs=1,2`); `closed` is a
+   * production server with neither (every subscription refused).
+   */
+  access?: 'public' | 'cookie' | 'closed'
   /** More environment for the server process. */
   env?: Record<string, string>
+}
+
+const ACCESS_ENV: Record<NonNullable<FixtureServerOptions['access']>, Record<string, string>> = {
+  public: { NUXT_LIVE_SYNC_PUBLIC: 'true' },
+  cookie: { LIVE_SYNC_FIXTURE_AUTH: 'cookie' },
+  closed: {},
 }
 
 /**
@@ -46,6 +60,9 @@ export async function setupFixtureServer(options: FixtureServerOptions): Promise
     env: {
       // '' rather than absent, so a DATABASE_URL of the test runner's own environment cannot leak in.
       DATABASE_URL: options.databaseUrl ?? '',
+      NUXT_LIVE_SYNC_PUBLIC: 'false',
+      LIVE_SYNC_FIXTURE_AUTH: '',
+      ...ACCESS_ENV[options.access ?? 'public'],
       ...options.env,
     },
   })
@@ -53,12 +70,80 @@ export async function setupFixtureServer(options: FixtureServerOptions): Promise
   afterAll(closeAllClients)
 }
 
+/** What the fixture's /api/test-support/live-sync says. */
+export interface LiveSyncServerState {
+  status: string
+  cursor: string | null
+  /** The server process (to read its memory from /proc). */
+  pid: number
+  stats: { sockets: number, refusedOrigins: number, slowConsumers: number, tooManyFrames: number, framesTooLarge: number }
+  /** Sockets subscribed to the `key` asked about. */
+  subscribers: number | null
+}
+
+/** The server's live sync state; with `key`, also how many sockets subscribe to it. */
+export function liveSyncState(key?: string | number): Promise<LiveSyncServerState> {
+  return $fetch<LiveSyncServerState>('/api/test-support/live-sync', { query: key === undefined ? {} : { key: String(key) } })
+}
+
+/** Waits until the server has dispatched everything committed up to `lsn` (e.g. `pg_current_wal_lsn()` after a write). */
+export async function waitForDispatch(lsn: string, timeout = 10_000): Promise<void> {
+  await waitFor(async () => {
+    const { cursor } = await liveSyncState()
+    return cursor !== null && compareLsn(cursor, lsn) >= 0
+  }, { timeout, interval: 20, message: `the server did not dispatch up to ${lsn}` })
+}
+
+/** The origin a page of the fixture server has (`http://127.0.0.1:<port>`). */
+export function appOrigin(): string {
+  return new URL(url('/')).origin
+}
+
+export interface UpgradeResult {
+  /** 101 when the socket opened, else the HTTP status of the refusal. */
+  status: number
+  body: string
+  /** Frames received before the test closed it (an opened socket gets its hello). */
+  frames: string[]
+}
+
+/** Tries a WebSocket upgrade with `headers`; says how it was answered, without throwing. */
+export function tryUpgrade(headers: Record<string, string>, query = '?v=1', timeout = 10_000): Promise<UpgradeResult> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(liveSyncUrl(query), { headers })
+    const frames: string[] = []
+    const timer = setTimeout(() => {
+      socket.terminate()
+      reject(new Error(`[e2e] the upgrade with ${JSON.stringify(headers)} got no answer within ${timeout} ms`))
+    }, timeout)
+    socket.on('unexpected-response', (_request, response) => {
+      let body = ''
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      response.on('end', () => {
+        clearTimeout(timer)
+        resolve({ status: response.statusCode ?? 0, body, frames })
+      })
+    })
+    socket.on('message', (data) => {
+      frames.push(data.toString())
+      // The hello is the first frame: enough to know the socket works.
+      clearTimeout(timer)
+      socket.close()
+      resolve({ status: 101, body: '', frames })
+    })
+    socket.on('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+}
+
 /** Waits until the server's replication engine streams (so page cursors and hellos carry a position). */
-export async function waitForLiveSync(timeout = 20_000): Promise<{ status: string, cursor: string | null }> {
+export async function waitForLiveSync(timeout = 20_000): Promise<LiveSyncServerState> {
   let last: unknown
   try {
     return await waitFor(async () => {
-      const state = await $fetch<{ status: string, cursor: string | null }>('/api/test-support/live-sync')
+      const state = await liveSyncState()
       last = state
       return state.status === 'streaming' && state.cursor ? state : null
     }, { timeout, interval: 50 })
@@ -165,10 +250,13 @@ export class LiveSyncTestClient {
     })
   }
 
-  /** Opens a socket to the fixture server's live sync route (`query` such as '?v=1'). */
-  static async connect(query = '?v=1', timeout = 10_000): Promise<LiveSyncTestClient> {
+  /**
+   * Opens a socket to the fixture server's live sync route (`query` such as
+   * '?v=1'); `options` are the `ws` client's (headers such as Origin or Cookie).
+   */
+  static async connect(query = '?v=1', timeout = 10_000, options: WebSocket.ClientOptions = {}): Promise<LiveSyncTestClient> {
     const address = liveSyncUrl(query)
-    const socket = new WebSocket(address)
+    const socket = new WebSocket(address, options)
     const client = new LiveSyncTestClient(socket, address)
     openClients.add(client)
     await new Promise<void>((resolve, reject) => {
@@ -183,6 +271,13 @@ export class LiveSyncTestClient {
       })
     })
     socket.on('error', () => {}) // surfaces as a close
+    return client
+  }
+
+  /** A socket that got its hello (`options`: the `ws` client's, e.g. headers). */
+  static async greeted(options: WebSocket.ClientOptions = {}): Promise<LiveSyncTestClient> {
+    const client = await LiveSyncTestClient.connect('?v=1', 10_000, options)
+    await client.next(frameOf('hello'))
     return client
   }
 

@@ -20,6 +20,9 @@ const flush = async () => {
   for (let i = 0; i < 10; i++) await Promise.resolve()
 }
 
+/** The watched models as the server's `subscribed` frame describes them. */
+const models = { Task: { id: ['id'] }, Project: { id: ['id'] }, Membership: { id: ['userId', 'orgId'] } }
+
 /** bindLiveSync hosted in an effect scope, on a client whose fake socket the test drives. */
 function bind<W extends UseLiveSyncOptions['watch']>(key: Parameters<typeof bindLiveSync>[1], options: UseLiveSyncOptions<W>, since?: () => Lsn | null) {
   const setup = fakeClient()
@@ -38,8 +41,8 @@ function bind<W extends UseLiveSyncOptions['watch']>(key: Parameters<typeof bind
     /** The socket opens and `key` goes live at `cursor`. */
     goLive(value: string, cursor = '0/10') {
       const socket = setup.socket()
-      if (socket.readyState !== 1) socket.open({ cursor }, { Task: { id: ['id'] }, Project: { id: ['id'] }, Membership: { id: ['userId', 'orgId'] } })
-      socket.receive({ type: 'subscribed', key: value, cursor, replayed: 0 })
+      if (socket.readyState !== 1) socket.open({ cursor })
+      socket.receive({ type: 'subscribed', key: value, cursor, replayed: 0, models })
     },
     /** A transaction for `value` reaches the page. */
     send(value: string, cursor: string, changes: Change[]) {
@@ -139,7 +142,7 @@ describe('list refs', () => {
     b.scope.stop()
   })
 
-  it('patches rows of a model with a composite id, as the hello describes it', () => {
+  it('patches rows of a model with a composite id, as the subscribed frame describes it', () => {
     const attributes = ['userId', 'orgId']
     const member = { userId: 1, orgId: 1, role: 'member' }
     const members = ref<Row[]>([member, { userId: 2, orgId: 1, role: 'member' }])
@@ -152,6 +155,21 @@ describe('list refs', () => {
     ])
     expect(members.value).toEqual([{ userId: 1, orgId: 1, role: 'admin' }])
     expect(members.value[0]).toBe(kept)
+    b.scope.stop()
+  })
+  it('patches a subscription\'s replay, which precedes `subscribed`, with the id attributes `subscribed` brings', () => {
+    const attributes = ['userId', 'orgId']
+    const members = ref<Row[]>([{ userId: 1, orgId: 1, role: 'member' }, { userId: 2, orgId: 1, role: 'member' }])
+    const kept = members.value[1]
+    const b = bind('org', { watch: { members: { ref: members, model: 'Membership' } } }, () => '0/10')
+    b.socket().open({ cursor: '0/12' })
+    expect(b.frames()).toEqual([{ type: 'sub', key: 'org', since: '0/10' }])
+    // Replayed for the sub: with the default id (`id`) both rows would look alike.
+    b.send('org', '0/11', [compositeChange('update', { userId: 2, orgId: 1, role: 'admin' }, attributes)])
+    expect(members.value[1]).toEqual({ userId: 2, orgId: 1, role: 'member' }) // held until subscribed
+    b.socket().receive({ type: 'subscribed', key: 'org', cursor: '0/12', replayed: 1, models })
+    expect(members.value).toEqual([{ userId: 1, orgId: 1, role: 'member' }, { userId: 2, orgId: 1, role: 'admin' }])
+    expect(members.value[1]).toBe(kept)
     b.scope.stop()
   })
 })
@@ -652,6 +670,7 @@ describe('snapshots (no refresh, and refs useLiveSync creates)', () => {
     expect(setup.socket().take()).toEqual([{ type: 'sub', key: 'org', since: '0/10' }])
     setup.socket().receive({ type: 'tx', key: 'org', cursor: '0/10', changes: [ins(task(9))] })
     setup.socket().receive({ type: 'tx', key: 'org', cursor: '0/11', changes: [ins(task(2))] })
+    setup.socket().receive({ type: 'subscribed', key: 'org', cursor: '0/11', replayed: 2 })
     await result
     expect(result.refs.tasks.value).toEqual([task(1), task(2)])
     scope.stop()

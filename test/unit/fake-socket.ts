@@ -1,7 +1,7 @@
 /** A scripted stand-in for the browser WebSocket, driven by the tests. */
 import { vi } from 'vitest'
 import { LiveSyncClient, type KeyListener, type LiveSyncClientOptions, type LiveSyncStatus, type SocketLike } from '../../src/runtime/app/live-sync-client'
-import { PROTOCOL_VERSION, type ClientMessage, type ModelMeta, type ResyncMessage, type ServerMessage, type TxMessage } from '../../src/runtime/shared/protocol'
+import { PROTOCOL_VERSION, type ClientMessage, type ResyncMessage, type ServerMessage, type TxMessage } from '../../src/runtime/shared/protocol'
 
 export class FakeSocket implements SocketLike {
   readyState = 0
@@ -28,20 +28,20 @@ export class FakeSocket implements SocketLike {
   }
 
   /** The socket opens and the server greets. */
-  open(hello: Partial<ServerMessage & { type: 'hello' }> = {}, models: Record<string, ModelMeta> = { Task: { id: ['id'] } }): void {
+  open(hello: Partial<ServerMessage & { type: 'hello' }> = {}): void {
     this.readyState = 1
     this.onopen?.({})
-    this.receive({ type: 'hello', v: PROTOCOL_VERSION, epoch: 'epoch-1', cursor: null, models, ...hello } as ServerMessage)
+    this.receive({ type: 'hello', v: PROTOCOL_VERSION, epoch: 'epoch-1', cursor: null, ...hello } as ServerMessage)
   }
 
   receive(message: ServerMessage): void {
     this.onmessage?.({ data: JSON.stringify(message) })
   }
 
-  /** The connection drops. */
-  drop(): void {
+  /** The connection drops (or the server closes it with `code`). */
+  drop(code = 1006): void {
     this.readyState = 3
-    this.onclose?.({ code: 1006 })
+    this.onclose?.({ code })
   }
 
   /** The frames sent since the last call. */

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { PROTOCOL_VERSION } from '../../src/runtime/shared/protocol'
+import { CloseCode, PROTOCOL_VERSION } from '../../src/runtime/shared/protocol'
 import { distinct, fakeClient, FakeSocket, recorder } from './fake-socket'
 import { ins, tx } from './helpers'
 
@@ -207,17 +207,47 @@ describe('a second listener joining with an older cursor', () => {
     expect(late.cursors).toEqual(['0/30', '0/45', '0/46'])
   })
 
-  it('asks for a replay when it joins a sub under way whose replay already passed its cursor', () => {
+  it('hands a listener that joins a sub under way the sub\'s replay, held until subscribed, instead of asking for its own', () => {
     const { client, socket } = fakeClient()
     const first = recorder()
     const late = recorder()
     client.subscribe('a', first.listener, '0/10')
     socket().open()
     socket().take()
-    socket().receive(tx('a', '0/20')) // replayed for the sub: "a" is known up to 0/20 now
+    socket().receive(tx('a', '0/20')) // replayed for the sub (everything after 0/10): held
+    expect(first.received).toEqual([])
     client.subscribe('a', late.listener, '0/15')
     socket().receive({ type: 'subscribed', key: 'a', cursor: '0/20', replayed: 1 })
-    expect(socket().take()).toEqual([{ type: 'replay', key: 'a', since: '0/15', ref: expect.any(Number) }])
+    expect(socket().take()).toEqual([])
+    expect(first.received).toEqual([['tx', '0/20', undefined]])
+    expect(late.received).toEqual([['tx', '0/20', undefined]])
+    expect(late.status).toBe('live')
+  })
+
+  it('asks for a replay when it joins a sub under way from before the sub\'s own cursor', () => {
+    const { client, socket } = fakeClient()
+    const late = recorder()
+    client.subscribe('a', recorder().listener, '0/10')
+    socket().open()
+    socket().take()
+    client.subscribe('a', late.listener, '0/5')
+    socket().receive({ type: 'subscribed', key: 'a', cursor: '0/20', replayed: 0 })
+    expect(socket().take()).toEqual([{ type: 'replay', key: 'a', since: '0/5', ref: expect.any(Number) }])
+  })
+
+  it('drops the frames held for a sub whose socket closes, and subscribes again from the older cursor', () => {
+    const { client, socket, sockets } = fakeClient()
+    const listener = recorder()
+    client.subscribe('a', listener.listener, '0/10')
+    socket().open()
+    socket().take()
+    socket().receive(tx('a', '0/20'))
+    socket().drop()
+    vi.advanceTimersByTime(1_000)
+    expect(sockets).toHaveLength(2)
+    socket().open()
+    expect(socket().take()).toEqual([{ type: 'sub', key: 'a', since: '0/10' }])
+    expect(listener.received).toEqual([])
   })
 
   it('gives a resync answering its replay to that listener only, then its buffered batches', () => {
@@ -312,6 +342,51 @@ describe('reconnecting', () => {
     expect(firstDelay()).toBe(initial * 2)
     sockets.at(-1)!.open()
     expect(firstDelay()).toBe(initial)
+  })
+
+  it('reconnects after a slow-consumer close (4008) and resumes every key from its cursor, saying why', () => {
+    const { client, sockets, socket, listeners: [listener], warnings } = liveClient(['a'], '0/10')
+    socket.receive(tx('a', '0/20'))
+    socket.drop(CloseCode.SLOW_CONSUMER)
+    expect(listener!.status).toBe('reconnecting')
+    expect(warnings).toEqual([expect.stringMatching(/did not keep up.*resuming from the last cursor/)])
+    vi.advanceTimersByTime(100)
+    expect(sockets).toHaveLength(2)
+    const next = sockets[1]!
+    next.open({ cursor: '0/30' })
+    expect(next.take()).toEqual([{ type: 'sub', key: 'a', since: '0/20' }])
+    next.receive(tx('a', '0/25'))
+    next.receive({ type: 'subscribed', key: 'a', cursor: '0/30', replayed: 1 })
+    expect(listener!.cursors).toEqual(['0/20', '0/25'])
+    expect(listener!.status).toBe('live')
+    expect(client.keyCount).toBe(1)
+  })
+
+  it('backs off when slow-consumer closes come one after another, though each socket reached its hello', () => {
+    // No heartbeat in the way while the clock jumps.
+    const { client, sockets } = fakeClient({ random: () => 0, heartbeatIntervalMs: 600_000 })
+    client.subscribe('a', recorder().listener)
+    sockets[0]!.open()
+    /** Closes the newest (open) socket as a slow consumer; returns the delay until the next socket. */
+    const delayAfterSlowClose = () => {
+      const count = sockets.length
+      sockets.at(-1)!.drop(CloseCode.SLOW_CONSUMER)
+      let elapsed = 0
+      while (sockets.length === count) {
+        vi.advanceTimersByTime(1)
+        elapsed++
+      }
+      sockets.at(-1)!.open()
+      return elapsed
+    }
+    const first = delayAfterSlowClose()
+    expect(delayAfterSlowClose()).toBe(first * 2)
+    expect(delayAfterSlowClose()).toBe(first * 4)
+    // A socket that lasted a while starts the streak over.
+    vi.advanceTimersByTime(61_000)
+    const count = sockets.length
+    expect(delayAfterSlowClose()).toBe(first)
+    expect(sockets).toHaveLength(count + 1)
   })
 
   it('does not open a socket while the reconnect delay runs, however many subscribe', () => {
@@ -685,12 +760,14 @@ describe('knownCursor', () => {
     expect(client.knownCursor).toBe('1/10')
   })
 
-  it('takes the models and epoch from hello', () => {
+  it('takes the epoch from hello and the models from subscribed', () => {
     const { client, socket } = fakeClient()
     client.subscribe('a', recorder().listener)
-    socket().open({ epoch: 'e-42' }, { Membership: { id: ['userId', 'orgId'] } })
-    expect(client.models).toEqual({ Membership: { id: ['userId', 'orgId'] } })
+    socket().open({ epoch: 'e-42' })
     expect(client.epoch).toBe('e-42')
+    expect(client.models).toEqual({})
+    socket().receive({ type: 'subscribed', key: 'a', cursor: '0/1', replayed: 0, models: { Membership: { id: ['userId', 'orgId'] } } })
+    expect(client.models).toEqual({ Membership: { id: ['userId', 'orgId'] } })
   })
 })
 

@@ -3,6 +3,7 @@ import {
   idKey,
   keyString,
   MAX_CLIENT_FRAME,
+  MAX_CLIENT_FRAME_DEPTH,
   MAX_KEY_LENGTH,
   parseClientMessage,
   ProtocolError,
@@ -125,6 +126,22 @@ describe('parseClientMessage: malformed frames', () => {
     const text = frame({ type: 'ping', p: 'x'.repeat(MAX_CLIENT_FRAME - base.length) })
     expect(text.length).toBe(MAX_CLIENT_FRAME)
     expect(parseClientMessage(text)).toEqual({ type: 'ping' })
+  })
+
+  it('rejects prototype keys anywhere in a frame, and pollutes nothing', () => {
+    expectBadRequest('{"type":"sub","key":1,"__proto__":{"polluted":true}}', /"__proto__" key/)
+    expectBadRequest('{"type":"ping","t":1,"x":{"constructor":{"prototype":{"polluted":true}}}}', /"constructor" key/)
+    expectBadRequest('{"type":"ping","x":[{"prototype":1}]}', /"prototype" key/)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+
+  it('rejects nesting deeper than the limit, and accepts it up to the limit', () => {
+    const nested = (depth: number) => `{"type":"ping","x":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`
+    expect(parseClientMessage(nested(MAX_CLIENT_FRAME_DEPTH))).toEqual({ type: 'ping' })
+    expectBadRequest(nested(MAX_CLIENT_FRAME_DEPTH + 1), /nested deeper than/)
+    // As deep as the frame length allows: still an error, not a stack overflow.
+    expectBadRequest(`${'['.repeat(2000)}${']'.repeat(2000)}`, /must be a JSON object/)
+    expectBadRequest(`{"type":"ping","x":${'['.repeat(2000)}${']'.repeat(2000)}}`, /nested deeper than/)
   })
 
   it('throws errors whose message is prefixed for the logs', () => {

@@ -7,6 +7,7 @@
  */
 import { compareLsn, maxLsn, type Lsn } from '../shared/lsn'
 import {
+  CloseCode,
   keyString,
   PROTOCOL_VERSION,
   type ClientMessage,
@@ -88,6 +89,11 @@ interface KeyState {
   cursor: Lsn | null
   /** The `since` the current `sub` was sent with. */
   sentSince: Lsn | null
+  /**
+   * Frames (the sub's replay) that arrived before `subscribed`: held until
+   * it confirms the subscription and brings the models' id attributes.
+   */
+  held: Array<TxMessage | ResyncMessage> | null
   error: Error | null
 }
 
@@ -111,12 +117,15 @@ interface SnapshotRequest {
 }
 
 const OPEN = 1
+/** A socket closed as a slow consumer this soon after its hello counts as another slow close in a row (ms). */
+const SLOW_STREAK_MS = 60_000
 
 export class LiveSyncClient {
   /** The newest server position heard of. */
   knownCursor: Lsn | null
   /** Set while a page navigation is under way: data loaded for the new page is at least this new. */
   navigationCursor: Lsn | null = null
+  /** The watched models' id attributes, as the server's `subscribed` frames give them. */
   models: Record<string, ModelMeta> = {}
   epoch = ''
   socketStatus: 'idle' | 'connecting' | 'open' | 'reconnecting' = 'idle'
@@ -136,6 +145,10 @@ export class LiveSyncClient {
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null
   private heartbeatDeadline: ReturnType<typeof setTimeout> | null = null
   private fatal: Error | null = null
+  /** When the current socket got its hello. */
+  private openedAt = 0
+  /** Slow-consumer closes in a row: they back off like failed connections. */
+  private slowCloses = 0
   private readonly options: Required<Omit<LiveSyncClientOptions, 'initialCursor' | 'reconnect'>> & { reconnect: { minDelayMs: number, maxDelayMs: number } }
 
   constructor(options: LiveSyncClientOptions) {
@@ -160,7 +173,7 @@ export class LiveSyncClient {
     const key = keyString(value)!
     let state = this.keys.get(key)
     if (!state) {
-      state = { key, value, entries: new Set(), phase: 'pending', cursor: null, sentSince: null, error: null }
+      state = { key, value, entries: new Set(), phase: 'pending', cursor: null, sentSince: null, held: null, error: null }
       this.keys.set(key, state)
     }
     const entry: Entry = { listener, since, catchUp: null, error: null, wasLive: false, reported: null }
@@ -270,16 +283,24 @@ export class LiveSyncClient {
     }
     this.socket = socket
     socket.onmessage = event => this.onMessage(socket, event.data)
-    socket.onclose = () => this.onClose(socket)
+    socket.onclose = event => this.onClose(socket, (event as { code?: number } | null)?.code)
     socket.onerror = () => {} // a close event follows
     this.updateStatuses()
   }
 
-  private onClose(socket: SocketLike): void {
+  private onClose(socket: SocketLike, code?: number): void {
     if (this.socket !== socket) return
     this.socket = null
     this.clearTimers()
+    if (code === CloseCode.SLOW_CONSUMER) {
+      // The tab did not read fast enough: resume from the cursors, backing off if it keeps happening.
+      this.slowCloses = Date.now() - this.openedAt < SLOW_STREAK_MS ? this.slowCloses + 1 : 1
+      this.attempt = this.slowCloses - 1
+      this.options.onWarning('[live-sync] the server closed the connection because this tab did not keep up with its updates; reconnecting and resuming from the last cursor.')
+    }
     for (const state of this.keys.values()) {
+      // Held frames were never handed out: the key's cursor does not include them, so they are replayed.
+      state.held = null
       // Resume from the oldest point any subscriber still needs.
       // (A subscriber whose replay failed gets another chance this way.)
       for (const entry of state.entries) {
@@ -327,7 +348,7 @@ export class LiveSyncClient {
       this.heartbeatDeadline = setTimeout(() => {
         // No answer: the connection is dead even if the socket does not know yet.
         this.heartbeatDeadline = null
-        socket.close(4000, 'heartbeat timeout')
+        socket.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout')
         this.onClose(socket)
       }, this.options.heartbeatTimeoutMs)
     }, this.options.heartbeatIntervalMs)
@@ -407,9 +428,17 @@ export class LiveSyncClient {
       case 'tx':
         return this.onTx(message)
       case 'subscribed': {
+        this.learnModels(message.models)
         const state = this.keys.get(message.key)
         if (!state || state.phase !== 'sent' || this.isLeft(message.key)) return
         state.phase = 'live'
+        const held = state.held
+        state.held = null
+        // The sub's replay, now that the models' id attributes are known.
+        for (const frame of held ?? []) {
+          if (frame.type === 'tx') this.onTx(frame)
+          else this.onResync(frame)
+        }
         state.error = null
         state.cursor = maxLsn(state.cursor, message.cursor)
         this.knownCursor = maxLsn(this.knownCursor, message.cursor)
@@ -473,7 +502,7 @@ export class LiveSyncClient {
       return this.updateStatuses()
     }
     this.attempt = 0
-    this.learnModels(message.models)
+    this.openedAt = Date.now()
     this.epoch = message.epoch
     this.knownCursor = maxLsn(this.knownCursor, message.cursor)
     this.socketStatus = 'open'
@@ -490,6 +519,10 @@ export class LiveSyncClient {
     }
     const state = this.keys.get(message.key)
     if (!state || this.isLeft(message.key)) return
+    if (state.phase === 'sent') {
+      (state.held ??= []).push(message)
+      return
+    }
     state.cursor = maxLsn(state.cursor, message.cursor)
     for (const entry of state.entries) {
       if (entry.catchUp) entry.catchUp.buffer.push(message)
@@ -510,6 +543,10 @@ export class LiveSyncClient {
       return this.updateStatuses()
     }
     if (this.isLeft(message.key)) return
+    if (state.phase === 'sent') {
+      (state.held ??= []).push(message)
+      return
+    }
     state.cursor = maxLsn(state.cursor, message.cursor)
     // The server's stream (re)started: live updates that were paused flow again.
     if ((state.error as { code?: string } | null)?.code === 'unavailable') state.error = null
@@ -546,6 +583,7 @@ export class LiveSyncClient {
       // not 'live', or pongs would move its cursor past what its subscribers hold.
       if (state.phase === 'sent') {
         state.phase = 'failed'
+        state.held = null
         // Its snapshots fail for the same reason (the server's own answer to them comes later, unheard).
         for (const request of [...this.snapshots.values()]) {
           if (request.state === state) this.failSnapshot(request, error)

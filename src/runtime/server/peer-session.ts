@@ -2,8 +2,14 @@
  * One WebSocket peer's conversation: parses its frames, subscribes it to
  * keys on the engine and writes batches to it. Kept apart from the crossws
  * handler so that everything but the socket itself is plain code.
+ *
+ * Everything a client can make grow is bounded here: frames in (a token
+ * bucket), frames waiting for an earlier frame's authorization, keys, and
+ * bytes waiting to go out (checked before each live frame: one number
+ * compare). Crossing a bound closes this socket only.
  */
 import {
+  CloseCode,
   keyString,
   parseClientMessage,
   PROTOCOL_VERSION,
@@ -12,12 +18,15 @@ import {
   type ErrorCode,
   type HelloMessage,
   type KeyValue,
+  type Row,
   type ServerMessage,
   type SnapshotRequestMessage,
 } from '../shared/protocol'
 import { LiveSyncError } from './engine/errors'
 import type { Delivery } from './engine/key-batch'
 import type { LiveSyncEngine } from './engine/live-sync-engine'
+import { DEFAULT_LIMITS, type LiveSyncLimits } from './security-settings'
+import { TokenBucket } from './token-bucket'
 
 /** Decides whether a peer may subscribe to a key; throws (or rejects) to refuse. */
 export type Authorize = (key: KeyValue) => void | Promise<void>
@@ -31,36 +40,64 @@ export interface PeerSessionOptions {
    */
   sendBytes?: (frame: Buffer) => void
   authorize?: Authorize
-  /** Most keys one socket may hold. */
-  maxKeys?: number
-  /** Bytes the socket has not sent yet: snapshot pages wait while it is above `snapshot.maxBufferedBytes`. */
+  /** Bounds (defaults: `DEFAULT_LIMITS`); `maxFrameBytes` is enforced by the socket itself. */
+  limits?: Partial<LiveSyncLimits>
+  /** Bytes written to the socket and not sent yet (`ws`'s `bufferedAmount`); without it unsent bytes are not bounded. */
   bufferedAmount?: () => number
+  /** Closes the socket because a bound was crossed (the session already dropped its subscriptions). */
+  close?: (code: number, reason: string) => void
+  /** Clock of the frame rate limit, in ms. */
+  now?: () => number
   snapshot?: SnapshotLimits
 }
 
 /** What one socket's snapshots may cost the server. */
 export interface SnapshotLimits {
-  /** Rows per query and per `snapshot` frame (default 500). */
+  /** Rows per query (default 500). */
   pageSize?: number
+  /** Characters per `snapshot` frame, beyond which a page is split (default 256 KiB). */
+  maxFrameChars?: number
   /** Snapshot requests a socket may have waiting; one runs at a time (default 8). */
   maxQueued?: number
-  /** Unsent bytes above which the next page waits for the socket (default 1 MiB). */
+  /**
+   * Unsent bytes above which the next frame waits for the socket (default a
+   * quarter of `limits.maxBufferedBytes`, so that live frames never find the
+   * socket past its bound because of a snapshot).
+   */
   maxBufferedBytes?: number
-  /** How long a page waits for the socket to drain before the snapshot fails (ms, default 30 000). */
+  /** How long a frame waits for the socket to drain before the snapshot fails (ms, default 30 000). */
   drainTimeoutMs?: number
+}
+
+/** The characters the frames of `batches` take (a lower bound of their UTF-8 bytes). */
+function replayLength(batches: Array<{ frame: () => string }>): number {
+  let length = 0
+  for (const batch of batches) length += batch.frame().length
+  return length
 }
 
 export class PeerSession {
   private readonly keys = new Map<string, () => void>()
+  private readonly limits: LiveSyncLimits
+  private readonly bucket: TokenBucket
+  private readonly now: () => number
   private queue: Promise<void> = Promise.resolve()
+  /** Frames received and not handled yet (waiting behind an authorization). */
+  private waiting = 0
+  /** Replayed batches go out in one burst, unchecked: the socket's backlog was checked before. */
+  private replaying = false
   /** Snapshots run one at a time, apart from `queue`, so a long read does not hold up pings and subs. */
   private snapshots: Promise<void> = Promise.resolve()
   private queuedSnapshots = 0
   private closed = false
 
-  constructor(private readonly options: PeerSessionOptions) {}
+  constructor(private readonly options: PeerSessionOptions) {
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    this.now = options.now ?? Date.now
+    this.bucket = new TokenBucket(this.limits.framesPerSecond, this.limits.frameBurst, this.now())
+  }
 
-  /** The first frame: protocol version, epoch, position and model metadata. */
+  /** The first frame: protocol version, epoch and position; nothing about models or tables. */
   hello(): void {
     const engine = this.options.engine
     const hello: HelloMessage = {
@@ -68,14 +105,34 @@ export class PeerSession {
       v: PROTOCOL_VERSION,
       epoch: engine?.epoch ?? '',
       cursor: engine?.cursor ?? null,
-      models: engine?.models ?? {},
     }
     this.write(hello)
   }
 
-  /** Handles one frame; frames of a peer are handled strictly in order. */
+  /**
+   * Handles one frame; frames of a peer are handled strictly in order. A
+   * frame is parsed at once, so what waits behind an authorization is the
+   * small parsed message, never the raw text.
+   */
   receive(text: string): Promise<void> {
-    this.queue = this.queue.then(() => this.handle(text))
+    if (this.closed) return this.queue
+    if (!this.bucket.take(this.now())) {
+      this.shut(CloseCode.POLICY_VIOLATION, 'too many frames')
+      return this.queue
+    }
+    if (this.waiting >= this.limits.frameBurst) {
+      this.shut(CloseCode.POLICY_VIOLATION, 'too many frames waiting for authorization')
+      return this.queue
+    }
+    let message: ClientMessage | ProtocolError
+    try {
+      message = parseClientMessage(text)
+    }
+    catch (error) {
+      message = error instanceof ProtocolError ? error : new ProtocolError('bad-request', (error as Error).message)
+    }
+    this.waiting++
+    this.queue = this.queue.then(() => this.handle(message))
     return this.queue
   }
 
@@ -90,16 +147,44 @@ export class PeerSession {
     return this.keys.size
   }
 
-  private async handle(text: string): Promise<void> {
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Closes the socket over a crossed bound; its subscriptions end at once, so nothing more is queued for it. */
+  private shut(code: number, reason: string): void {
     if (this.closed) return
-    let message: ClientMessage
+    this.close()
+    this.options.close?.(code, reason)
+  }
+
+  /** More than `maxBufferedBytes` still waits to go out to this socket. */
+  private backlogged(): boolean {
+    const buffered = this.options.bufferedAmount
+    return buffered !== undefined && buffered() > this.limits.maxBufferedBytes
+  }
+
+  private slowConsumer(): void {
+    this.shut(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume from your cursor')
+  }
+
+  private async handle(message: ClientMessage | ProtocolError): Promise<void> {
     try {
-      message = parseClientMessage(text)
+      await this.handleMessage(message)
     }
-    catch (error) {
-      const code = error instanceof ProtocolError ? error.code : 'bad-request'
-      return this.error(code, (error as Error).message)
+    catch {
+      // Only writing to a socket that went away can throw here; nothing to tell anyone.
     }
+    finally {
+      this.waiting--
+    }
+  }
+
+  private async handleMessage(message: ClientMessage | ProtocolError): Promise<void> {
+    if (this.closed) return
+    // Answers (a replay can be large) go only to a socket that keeps up.
+    if (this.backlogged()) return this.slowConsumer()
+    if (message instanceof ProtocolError) return this.error(message.code, message.message)
     try {
       await this.dispatch(message)
     }
@@ -158,29 +243,51 @@ export class PeerSession {
   }
 
   private async readSnapshot(engine: LiveSyncEngine, key: string, message: SnapshotRequestMessage, subscription: () => void): Promise<void> {
-    // The subscription it was asked for ended (unsub, or a new sub of the key): stop.
+    // The subscription it was asked for ended (unsub, a new sub of the key, the socket): stop.
     const gone = () => this.closed || this.keys.get(key) !== subscription
     if (gone()) return this.error('bad-request', `[live-sync] the subscription of key ${JSON.stringify(key)} ended before its snapshot was read`, key, message.ref)
     try {
-      const result = await engine.snapshot(message.key, message.models, async (index, rows) => {
-        await this.drained()
-        if (!gone()) this.write({ type: 'snapshot', key, ref: message.ref, index, rows })
-      }, { settle: true, pageSize: this.options.snapshot?.pageSize, aborted: gone })
+      const result = await engine.snapshot(message.key, message.models, (index, rows) => this.sendRows(key, message.ref, index, rows, gone), {
+        settle: true,
+        pageSize: this.options.snapshot?.pageSize,
+        aborted: gone,
+      })
       if (gone()) return this.error('bad-request', `[live-sync] the subscription of key ${JSON.stringify(key)} ended while its snapshot was read`, key, message.ref)
       this.write({ type: 'snapshotted', key, ref: message.ref, cursor: result.cursor, models: result.models })
     }
     catch (error) {
-      const code = error instanceof ProtocolError ? error.code : 'internal'
-      this.error(code, error instanceof ProtocolError ? error.message : '[live-sync] the server failed to read the snapshot (its log says why)', key, message.ref)
-      if (!(error instanceof ProtocolError)) console.error(`[live-sync] snapshot of key ${JSON.stringify(key)} failed: ${(error as Error)?.stack ?? error}`)
+      if (error instanceof ProtocolError) return this.error(error.code, error.message, key, message.ref)
+      console.error(`[live-sync] snapshot of key ${JSON.stringify(key)} failed: ${(error as Error)?.stack ?? error}`)
+      this.error('internal', '[live-sync] the server failed to read the snapshot (its log says why)', key, message.ref)
     }
   }
 
-  /** Waits while the socket has more than the allowed bytes unsent. */
+  /** Writes a page of rows as frames of bounded size, each once the socket has room for it. */
+  private async sendRows(key: string, ref: number, index: number, rows: Row[], gone: () => boolean): Promise<void> {
+    const maxChars = this.options.snapshot?.maxFrameChars ?? 256 * 1024
+    const head = `{"type":"snapshot","key":${JSON.stringify(key)},"ref":${ref},"index":${index},"rows":[`
+    let parts: string[] = []
+    let length = 0
+    const flush = async () => {
+      await this.drained()
+      if (!gone()) this.options.send(`${head}${parts.join(',')}]}`)
+      parts = []
+      length = 0
+    }
+    for (const row of rows) {
+      const json = JSON.stringify(row)
+      if (parts.length > 0 && length + json.length > maxChars) await flush()
+      parts.push(json)
+      length += json.length + 1
+    }
+    if (parts.length > 0) await flush()
+  }
+
+  /** Waits while the socket has more unsent than a snapshot may add to. */
   private async drained(): Promise<void> {
     const buffered = this.options.bufferedAmount
     if (!buffered) return
-    const limit = this.options.snapshot?.maxBufferedBytes ?? 1 << 20
+    const limit = this.options.snapshot?.maxBufferedBytes ?? Math.floor(this.limits.maxBufferedBytes / 4)
     const deadline = Date.now() + (this.options.snapshot?.drainTimeoutMs ?? 30_000)
     while (!this.closed && buffered() > limit) {
       if (Date.now() > deadline) throw new ProtocolError('unavailable', '[live-sync] the snapshot was abandoned: the socket did not take its rows in time')
@@ -191,17 +298,26 @@ export class PeerSession {
   private async subscribe(engine: LiveSyncEngine | null, value: KeyValue, since: string | undefined): Promise<void> {
     const key = keyString(value)!
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
-    if (!this.keys.has(key) && this.keys.size >= (this.options.maxKeys ?? 1000)) {
-      throw new ProtocolError('too-many-keys', `[live-sync] a socket may subscribe to at most ${this.options.maxKeys ?? 1000} keys`)
+    const maxKeys = this.limits.maxKeysPerSocket
+    if (!this.keys.has(key) && this.keys.size >= maxKeys) {
+      throw new ProtocolError('too-many-keys', `[live-sync] a socket may subscribe to at most ${maxKeys} keys`)
     }
     await this.authorize(value)
     if (this.closed) return
     // Subscribing again restarts the key (with the new cursor).
     this.keys.get(key)?.()
-    const subscription = engine.subscribe(value, delivery => this.deliver(delivery), since)
+    let subscription: ReturnType<LiveSyncEngine['subscribe']>
+    this.replaying = true
+    try {
+      subscription = engine.subscribe(value, delivery => this.deliver(delivery), since)
+    }
+    finally {
+      this.replaying = false
+    }
     this.keys.set(key, subscription.unsubscribe)
     if (subscription.tooOld) this.write({ type: 'resync', key, cursor: subscription.cursor, reason: 'too-old' })
-    this.write({ type: 'subscribed', key, cursor: subscription.cursor, replayed: subscription.replayed })
+    // The id attributes travel only to an authorized subscriber.
+    this.write({ type: 'subscribed', key, cursor: subscription.cursor, replayed: subscription.replayed, models: engine.models })
     // Subscribed all the same: when the stream (re)starts the key gets a `resync`.
     if (engine.status !== 'streaming') this.error('unavailable', '[live-sync] live updates are paused: the server\'s replication stream is not running (its log says why)', key)
   }
@@ -211,7 +327,9 @@ export class PeerSession {
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
     if (!this.keys.has(key)) throw new ProtocolError('bad-request', `[live-sync] replay of key ${JSON.stringify(key)}, which this socket has not subscribed to`)
     const batches = engine.replay(value, since)
-    if (batches === null) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
+    // A replay's frames are this socket's own copies (they carry its `ref`): one larger than the
+    // socket may hold unsent is answered like a history that does not reach back, with a reload.
+    if (batches === null || replayLength(batches) > this.limits.maxBufferedBytes) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
     for (const batch of batches) this.options.send(batch.replayFrame(ref))
     this.write({ type: 'replayed', key, ref, cursor: engine.cursor, replayed: batches.length })
   }
@@ -229,6 +347,7 @@ export class PeerSession {
 
   private deliver(delivery: Delivery): void {
     if (this.closed) return
+    if (!this.replaying && this.backlogged()) return this.slowConsumer()
     if (this.options.sendBytes) this.options.sendBytes(delivery.frameBytes())
     else this.options.send(delivery.frame())
   }

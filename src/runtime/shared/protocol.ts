@@ -42,7 +42,10 @@ export type ResyncReason
   = | 'truncate'
   /** The replication stream was interrupted; changes may have been missed (a new epoch). */
     | 'gap'
-  /** `since` is older than anything the server still holds. */
+  /**
+   * `since` is older than anything the server still holds (or, answering a
+   * `replay`, what it holds since then is more than it sends one socket at once).
+   */
     | 'too-old'
 
 /** One model a snapshot reads: the key's rows, with the named associations nested in each row. */
@@ -73,7 +76,6 @@ export interface HelloMessage {
   epoch: string
   /** The server's position: everything up to here has been dispatched. */
   cursor: Lsn | null
-  models: Record<string, ModelMeta>
 }
 
 export interface TxMessage {
@@ -92,6 +94,12 @@ export interface SubscribedMessage {
   cursor: Lsn | null
   /** How many replayed `tx` frames preceded this message. */
   replayed: number
+  /**
+   * The watched models' id attributes, which the client needs to patch lists.
+   * Sent only once a subscription is authorized (never in `hello`); the
+   * server always sends it, a client tolerates its absence.
+   */
+  models?: Record<string, ModelMeta>
 }
 
 export interface ReplayedMessage {
@@ -210,12 +218,39 @@ export type ClientMessage = SubMessage | UnsubMessage | ReplayMessage | Snapshot
 
 /** Longest subscription key accepted, in characters. */
 export const MAX_KEY_LENGTH = 256
-/** Largest client frame accepted, in characters. */
+/**
+ * Longest client frame parsed, in characters: a longer one (up to the
+ * server's `limits.maxFrameBytes`) gets an `error` frame.
+ */
 export const MAX_CLIENT_FRAME = 4096
 /** Most models (and most associations per model) one snapshot request may name. */
 export const MAX_SNAPSHOT_MODELS = 16
 /** Longest model or association name accepted, in characters. */
 export const MAX_NAME_LENGTH = 128
+/** Deepest nesting of objects and arrays in a client frame (a message is a flat object). */
+export const MAX_CLIENT_FRAME_DEPTH = 4
+
+/**
+ * Close codes of the live sync socket. The browser client reconnects after
+ * each of them (with backoff) except `UNSUPPORTED_VERSION`, and resumes every
+ * key from its cursor: the server replays what it missed, or sends `resync`
+ * when its history no longer reaches back that far.
+ */
+export const CloseCode = {
+  /** The page speaks another protocol version: reload it (no reconnect). */
+  UNSUPPORTED_VERSION: 1002,
+  /** Frames came faster than the server's token bucket allows, or too many waited for authorization. */
+  POLICY_VIOLATION: 1008,
+  /** A frame longer than the server's `limits.maxFrameBytes` (refused before it is buffered whole). */
+  FRAME_TOO_LARGE: 1009,
+  /** (Client side) a ping got no answer in time. */
+  HEARTBEAT_TIMEOUT: 4000,
+  /**
+   * Slow consumer: more than `limits.maxBufferedBytes` waited unsent to this
+   * socket. Reconnect and resume from the cursor.
+   */
+  SLOW_CONSUMER: 4008,
+} as const
 
 /** A protocol violation; the server answers it with an `error` frame. */
 export class ProtocolError extends Error {
@@ -259,6 +294,23 @@ export function rowId(row: Row, idAttributes: readonly string[]): unknown {
 
 function fail(message: string): never {
   throw new ProtocolError('bad-request', `[live-sync] ${message}`)
+}
+
+/** Keys that mean something to JavaScript objects: never accepted in a frame. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
+
+/** Refuses nesting deeper than `MAX_CLIENT_FRAME_DEPTH` and prototype-related keys, anywhere in the frame. */
+function checkStructure(data: unknown): void {
+  const stack: Array<[unknown, number]> = [[data, 1]]
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!
+    if (typeof value !== 'object' || value === null) continue
+    if (depth > MAX_CLIENT_FRAME_DEPTH) fail(`frame nested deeper than ${MAX_CLIENT_FRAME_DEPTH} levels`)
+    for (const key of Object.keys(value)) {
+      if (FORBIDDEN_KEYS.has(key)) fail(`frame has a ${JSON.stringify(key)} key`)
+      stack.push([(value as Record<string, unknown>)[key], depth + 1])
+    }
+  }
 }
 
 function checkKey(key: unknown): KeyValue {
@@ -317,6 +369,7 @@ export function parseClientMessage(text: string): ClientMessage {
     fail('frame is not valid JSON')
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) fail('frame must be a JSON object')
+  checkStructure(data)
   const message = data as Record<string, unknown>
   switch (message.type) {
     case 'sub':

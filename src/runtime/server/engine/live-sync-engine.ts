@@ -30,6 +30,12 @@ export interface LiveSyncEngineOptions {
   connection?: string | ClientConfig | null
   /** Publication to stream (created by the migration). */
   publication?: string
+  /**
+   * At start-up, add each watched table to the publication and make it
+   * REPLICA IDENTITY FULL where the connecting role may (default true);
+   * `false` only warns, with the SQL that fixes it.
+   */
+  manageTables?: boolean
   logger?: LiveSyncLogger
   /** How much recent history is kept for replaying to late subscribers. */
   replay?: ReplayBufferOptions
@@ -292,7 +298,9 @@ export class LiveSyncEngine {
     try {
       // A first connection makes Sequelize learn the OIDs of enums, ranges, ….
       await this.sequelize.authenticate({ logging: false })
-      const { warnings } = await preflight(this.config, this.publication, this.watched.map(watch => watch.table).filter((t, i, all) => all.indexOf(t) === i))
+      const tables = this.watched.map(watch => watch.table).filter((t, i, all) => all.indexOf(t) === i)
+      const { warnings, changes } = await preflight(this.config, this.publication, tables, { manageTables: this.options.manageTables })
+      for (const change of changes) this.logger.info(change)
       if (this.stopped) return
       if (!reconnecting) for (const warning of warnings) this.logger.warn(warning)
       const connectionManager = (this.sequelize as unknown as { connectionManager: { getTypeParser: ParserLookup } }).connectionManager

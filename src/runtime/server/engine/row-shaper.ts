@@ -207,6 +207,7 @@ export function compileShaper(watch: WatchedModel, relation: RelationMessage, pa
   }
 
   // Custom getters, VIRTUAL attributes or an own toJSON: let Sequelize build it.
+  const exposes = watch.exposes
   const modelRow = (tuple: RawTuple, fallback: RawTuple | null): Row => {
     const values: Record<string, unknown> = {}
     for (const column of columns) {
@@ -214,7 +215,9 @@ export function compileShaper(watch: WatchedModel, relation: RelationMessage, pa
       if (text !== undefined) values[column.attribute] = text === null ? null : column.parse(text)
     }
     const instance: Model = watch.model.build(values, { raw: true, isNewRecord: false })
-    return JSON.parse(JSON.stringify(instance)) as Row
+    const row = JSON.parse(JSON.stringify(instance)) as Row
+    // VIRTUAL attributes or an own toJSON may add names liveSync.attributes/exclude leave out.
+    return exposes ? Object.fromEntries(Object.entries(row).filter(([name]) => exposes(name))) : row
   }
 
   return { watch, missing, row: watch.buildThroughModel ? modelRow : fastRow, key, rowKey, id, tupleId }

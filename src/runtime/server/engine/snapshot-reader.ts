@@ -9,6 +9,7 @@
 import { Op, type Association, type FindOptions, type Includeable, type Model, type Order, type WhereOptions } from 'sequelize'
 import type { KeyValue, ModelMeta, Row, SnapshotModel } from '../../shared/protocol'
 import { LiveSyncError } from './errors'
+import { toJSONValue } from './row-shaper'
 import type { WatchedModel } from './watch-registry'
 
 export interface SnapshotInclude {
@@ -61,6 +62,45 @@ export function snapshotModelMeta(parts: readonly ResolvedSnapshotModel[]): Reco
   return meta
 }
 
+function isRow(value: unknown): value is Row {
+  return !!value && typeof value === 'object' && !Array.isArray(value)
+}
+
+/** A row's JSON with only what live rows of `watch` expose (`liveSync.attributes` / `exclude`), nested rows likewise. */
+function exposed(watch: WatchedModel, row: Row, nested: readonly SnapshotInclude[] = []): Row {
+  const out: Row = {}
+  for (const [name, value] of Object.entries(row)) {
+    const include = nested.find(each => each.name === name)
+    if (include) out[name] = Array.isArray(value) ? value.map(item => (isRow(item) ? exposed(include.target, item) : item)) : isRow(value) ? exposed(include.target, value) : value
+    else if (!watch.exposes || watch.exposes(name)) out[name] = value
+  }
+  return out
+}
+
+/** An instance as a live row of `watch` shows it: its JSON, without what liveSync options leave out. */
+export function liveJSON(watch: WatchedModel, instance: Model, nested: readonly SnapshotInclude[] = []): Row {
+  const row = JSON.parse(JSON.stringify(instance)) as Row
+  return watch.exposes || nested.some(include => include.target.exposes) ? exposed(watch, row, nested) : row
+}
+
+/**
+ * Whether `findAll({ raw: true })` gives a model's JSON (after `toJSONValue`):
+ * no getters, VIRTUAL attributes or own `toJSON` to run, nothing nested. Raw
+ * rows skip building an instance per row, the costliest part of a read.
+ */
+export function readsRaw(watch: WatchedModel, nested: readonly SnapshotInclude[] = []): boolean {
+  return !watch.buildThroughModel && nested.length === 0
+}
+
+/** A raw row (attribute names, values as Sequelize parsed them) as the model's JSON. */
+export function rawLiveJSON(watch: WatchedModel, raw: Record<string, unknown>): Row {
+  const row: Row = {}
+  for (const [name, value] of Object.entries(raw)) {
+    if (value !== undefined && (!watch.exposes || watch.exposes(name))) row[name] = toJSONValue(value)
+  }
+  return row
+}
+
 /** Rows after `values` in the order of `attributes`: (a > x) or (a = x and b > y) … */
 function after(attributes: string[], values: unknown[]): WhereOptions {
   const branches = attributes.map((attribute, i) => ({
@@ -97,24 +137,27 @@ export async function readKeyPages(part: ResolvedSnapshotModel, key: KeyValue, p
     where: { [nested.target.key.attribute]: key },
     required: false,
   }))
+  const raw = readsRaw(watch, part.include)
   let last: unknown[] | null = null
   let total = 0
   while (!aborted()) {
-    const options: FindOptions = { where: last ? { [Op.and]: [ofKey, after(ids, last)] } : ofKey, order, limit: pageSize, include }
-    let instances: Model[]
+    const options: FindOptions = { where: last ? { [Op.and]: [ofKey, after(ids, last)] } : ofKey, order, limit: pageSize, include, raw }
+    let found: Array<Model | Record<string, unknown>>
     try {
-      instances = await watch.model.findAll(options)
+      found = await watch.model.findAll(options)
     }
     catch (error) {
       if (isInvalidValue(error)) return total
       throw error
     }
-    if (instances.length === 0) break
-    total += instances.length
-    const lastInstance = instances[instances.length - 1]!
-    last = ids.map(id => lastInstance.getDataValue(id))
-    await onPage(instances.map(instance => JSON.parse(JSON.stringify(instance)) as Row))
-    if (instances.length < pageSize) break
+    if (found.length === 0) break
+    total += found.length
+    // Raw rows when they are the model's JSON already: no instance per row.
+    const values = (item: Model | Record<string, unknown>) => (raw ? item as Record<string, unknown> : (item as Model).dataValues as Record<string, unknown>)
+    const lastValues = values(found[found.length - 1]!)
+    last = ids.map(id => lastValues[id])
+    await onPage(found.map(item => (raw ? rawLiveJSON(watch, item as Record<string, unknown>) : liveJSON(watch, item as Model, part.include))))
+    if (found.length < pageSize) break
   }
   return total
 }

@@ -19,6 +19,7 @@ import { Op, type Sequelize, type WhereOptions } from 'sequelize'
 import { idKey, keyString, type Row } from '../../shared/protocol'
 import { pushChange, type KeyedChanges, type ViewTouches } from './change-router'
 import { toJSONValue } from './row-shaper'
+import { liveJSON, rawLiveJSON, readsRaw } from './snapshot-reader'
 import type { WatchedModel } from './watch-registry'
 
 /** Ids per query; a larger transaction reads its rows in several. */
@@ -37,13 +38,18 @@ interface ReadRow {
 
 async function readRows(watch: WatchedModel, ids: unknown[]): Promise<Map<string, ReadRow>> {
   const found = new Map<string, ReadRow>()
+  const raw = readsRaw(watch)
   for (let i = 0; i < ids.length; i += IDS_PER_QUERY) {
-    const instances = await watch.model.findAll({ where: idsWhere(watch, ids.slice(i, i + IDS_PER_QUERY)) })
-    for (const instance of instances) {
+    const where = idsWhere(watch, ids.slice(i, i + IDS_PER_QUERY))
+    // Raw rows when they are the model's JSON already (no getters to run): no instance per row.
+    const rows = raw
+      ? (await watch.model.findAll({ where, raw: true }) as unknown as Array<Record<string, unknown>>).map(values => ({ values, row: rawLiveJSON(watch, values) }))
+      : (await watch.model.findAll({ where })).map(instance => ({ values: instance.dataValues as Record<string, unknown>, row: liveJSON(watch, instance) }))
+    for (const { values, row } of rows) {
       // Ids and keys as the base row's shaper converts them, so they meet in idKey/keyString.
-      const values = watch.id.map(attribute => toJSONValue(instance.getDataValue(attribute.attribute)))
-      const key = keyString(toJSONValue(instance.getDataValue(watch.key.attribute)))
-      found.set(idKey(values.length === 1 ? values[0] : values), { row: JSON.parse(JSON.stringify(instance)) as Row, key })
+      const id = watch.id.map(attribute => toJSONValue(values[attribute.attribute]))
+      const key = keyString(toJSONValue(values[watch.key.attribute]))
+      found.set(idKey(id.length === 1 ? id[0] : id), { row, key })
     }
   }
   return found

@@ -17,6 +17,13 @@ export interface LiveSyncWatchOptions {
    * (`'tasks'` or `'app.tasks'`). Defaults to the model's own table.
    */
   table?: string
+  /**
+   * Only these attributes go out in live rows (applied after the model's
+   * `defaultScope`, which already limits them). Must keep the id attributes.
+   */
+  attributes?: string[]
+  /** Attributes never sent in live rows, on top of what the `defaultScope` excludes. */
+  exclude?: string[]
 }
 
 declare module 'sequelize/types/model' {

@@ -31,6 +31,12 @@ export interface WatchedModel {
   /** The attributes the model's JSON carries, in the model's order. */
   attributes: WatchedAttribute[]
   /**
+   * `liveSync.attributes` / `exclude` as a test of a name, or null when
+   * neither is set. Rows built through the model (whose JSON may hold more
+   * than the stored attributes) are filtered with it.
+   */
+  exposes: ((name: string) => boolean) | null
+  /**
    * The model changes its JSON in ways only Sequelize can reproduce (custom
    * getters, VIRTUAL attributes, its own `toJSON`): rows are then built
    * through `Model.build` instead of the compiled fast path.
@@ -82,6 +88,19 @@ function resolveAttribute(model: ModelStatic<Model>, attributes: Record<string, 
   return { attribute: name, field: attribute.field ?? name }
 }
 
+function attributeList(model: ModelStatic<Model>, attributes: Record<string, RawAttribute>, value: unknown, option: string): Set<string> | null {
+  if (value === undefined) return null
+  if (!Array.isArray(value) || value.some(name => typeof name !== 'string')) {
+    throw new LiveSyncError('WATCH_OPTIONS', `model ${model.name}: liveSync.${option} must be an array of attribute names.`)
+  }
+  for (const name of value as string[]) {
+    if (!Object.hasOwn(attributes, name)) {
+      throw new LiveSyncError('WATCH_OPTIONS', `model ${model.name}: liveSync.${option} names ${JSON.stringify(name)}, which is not an attribute of the model (attributes: ${Object.keys(attributes).join(', ')}).`)
+    }
+  }
+  return new Set(value as string[])
+}
+
 function hasOwnToJSON(model: ModelStatic<Model>): boolean {
   // Compare with the base Model of the app's own copy of Sequelize.
   const base = (model.sequelize?.constructor as { Model?: { prototype: { toJSON: unknown } } } | undefined)?.Model
@@ -108,9 +127,18 @@ export function describeWatchedModel(model: ModelStatic<Model>, options: LiveSyn
   const table = qualifyTable(options.table ?? model.tableName, modelSchema(model))
   const relation = qualifyTable(model.tableName, modelSchema(model))
 
+  // What a row may expose: the default scope's attributes, narrowed by liveSync.attributes / exclude.
+  const only = attributeList(model, attributes, options.attributes, 'attributes')
+  const exclude = attributeList(model, attributes, options.exclude, 'exclude')
+  const allowed = (name: string) => (!only || only.has(name)) && !exclude?.has(name)
+  for (const each of id) {
+    if (!allowed(each.attribute)) {
+      throw new LiveSyncError('WATCH_OPTIONS', `model ${model.name}: liveSync.attributes/exclude leave out the id attribute ${each.attribute}, which the browser needs to patch rows; keep it.`)
+    }
+  }
   const names = Object.keys(attributes)
   const virtual = names.filter(name => attributes[name]!.type?.key === 'VIRTUAL')
-  const stored = scopedAttributeNames(model, names.filter(name => attributes[name]!.type?.key !== 'VIRTUAL'))
+  const stored = scopedAttributeNames(model, names.filter(name => attributes[name]!.type?.key !== 'VIRTUAL')).filter(allowed)
   const customGetters = Boolean((model.prototype as { _hasCustomGetters?: number })._hasCustomGetters)
   return {
     name: model.name,
@@ -120,6 +148,7 @@ export function describeWatchedModel(model: ModelStatic<Model>, options: LiveSyn
     key,
     id,
     attributes: stored.map(name => ({ attribute: name, field: attributes[name]!.field ?? name })),
+    exposes: only || exclude ? allowed : null,
     buildThroughModel: customGetters || virtual.length > 0 || hasOwnToJSON(model),
   }
 }

@@ -1,19 +1,28 @@
 /**
  * Owns the replication engine for the lifetime of the Nitro server: started
  * with it, stopped (slot dropped) when it closes. A missing or broken
- * configuration is reported once and the app keeps serving pages.
+ * configuration is reported once and the app keeps serving pages. Also
+ * bounds the size of client frames (frame-limit.ts) and says at start when
+ * subscriptions have no authorizer.
  */
+import type { AdapterOptions } from 'crossws'
 import type { Sequelize } from 'sequelize'
-import { toWebRequest, type H3Event } from 'h3'
+import { getRequestURL, type H3Event } from 'h3'
 import { defineNitroPlugin, useRuntimeConfig } from '#imports'
 import { keyString, type KeyValue, type Row, type SnapshotModel } from '../../shared/protocol'
 import type { ServerSnapshot } from '../../shared/server-snapshot'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
+import { installFrameLimit } from '../frame-limit'
+import { defaultAccessNotice } from '../default-access'
+import { authorizeLiveSync, liveSyncAccess } from '../utils/live-sync-authorize'
 import { setLiveSyncEngine } from '../utils/live-sync-engine'
+import { useLiveSyncSettings } from '../utils/live-sync-settings'
+import { countLiveSync } from '../utils/live-sync-stats'
 
 interface LiveSyncRuntimeConfig {
   databaseUrl?: string
   publication?: string
+  manageTables?: boolean
   replay?: { maxRows?: number, maxAgeMs?: number }
 }
 
@@ -30,6 +39,10 @@ export default defineNitroPlugin((nitroApp) => {
   const config = (useRuntimeConfig() as { liveSync?: LiveSyncRuntimeConfig }).liveSync ?? {}
   let engine: LiveSyncEngine | null = null
   let closing = false
+  // Reports wrong limits or origins once, now.
+  useLiveSyncSettings()
+  // Nitro's Node presets build the ws server from this object after the plugins ran.
+  installFrameLimit(nitroApp.h3App.websocket as AdapterOptions, () => countLiveSync('framesTooLarge'))
 
   const ready = (async () => {
     let loaded: Awaited<ReturnType<typeof loadSequelize>>
@@ -50,7 +63,7 @@ export default defineNitroPlugin((nitroApp) => {
       return
     }
     try {
-      engine = createLiveSyncEngine({ sequelize, connection: config.databaseUrl || null, publication: config.publication, replay: config.replay })
+      engine = createLiveSyncEngine({ sequelize, connection: config.databaseUrl || null, publication: config.publication, manageTables: config.manageTables, replay: config.replay })
     }
     catch (error) {
       console.error(`${(error as Error).message}\nLive updates are off; pages are still served.`)
@@ -58,6 +71,9 @@ export default defineNitroPlugin((nitroApp) => {
     }
     if (closing) return
     setLiveSyncEngine(engine)
+    // Every plugin has registered its hooks by now (this runs after an await).
+    const notice = defaultAccessNotice(liveSyncAccess(nitroApp))
+    if (notice) console[notice.level](notice.message)
     await engine.start()
   })()
 
@@ -69,7 +85,9 @@ export default defineNitroPlugin((nitroApp) => {
     await ready
     if (!engine) throw new Error('[live-sync] live sync is not configured on this server (its log says why)')
     try {
-      await nitroApp.hooks.callHook('live-sync:authorize', { key, request: toWebRequest(event), event })
+      // The page's request, with the event's context (h3 session helpers read it), as a socket's upgrade request is.
+      const request = Object.assign(new Request(getRequestURL(event), { headers: event.headers }), { context: event.context })
+      await authorizeLiveSync({ key, request, event })
     }
     catch (error) {
       const reason = (error as { statusMessage?: string, message?: string })?.statusMessage ?? (error as Error)?.message

@@ -1,14 +1,27 @@
 /**
- * The WebSocket route (`/_live_sync` by default). Frames are handled by a
- * `PeerSession` per peer; the `live-sync:authorize` Nitro hook may refuse a
- * subscription by throwing.
+ * The WebSocket route (`/_live_sync` by default). The upgrade is refused
+ * with 403 when its `Origin` is foreign (cross-site WebSocket hijacking);
+ * frames are handled by a `PeerSession` per peer, and every subscription
+ * passes `authorizeLiveSync` (the `live-sync:authorize` hook, deny by
+ * default in production).
  */
 import type { Peer } from 'crossws'
 import { defineWebSocketHandler } from 'h3'
-import { useNitroApp } from 'nitropack/runtime'
-import { PROTOCOL_VERSION, type KeyValue } from '../../shared/protocol'
+import { CloseCode, PROTOCOL_VERSION, type KeyValue } from '../../shared/protocol'
+import { FRAME_LIMIT_CONTEXT_KEY } from '../frame-limit'
 import { PeerSession } from '../peer-session'
+import { isOriginAllowed } from '../security-settings'
+import { authorizeLiveSync, type LiveSyncRequest } from '../utils/live-sync-authorize'
 import { useLiveSyncEngine } from '../utils/live-sync-engine'
+import { useLiveSyncSettings } from '../utils/live-sync-settings'
+import { countLiveSync } from '../utils/live-sync-stats'
+
+/**
+ * After the server closes a socket over a bound, how long its close frame
+ * may take to get out (ms). A socket that does not read never receives it:
+ * it is then dropped, and what was queued for it freed.
+ */
+const CLOSE_GRACE_MS = 1000
 
 const sessions = new WeakMap<Peer, PeerSession>()
 
@@ -16,12 +29,20 @@ const sessions = new WeakMap<Peer, PeerSession>()
 interface NodeWebSocket {
   send: (data: Buffer, options: { binary: boolean }) => void
   ping: () => void
+  bufferedAmount: number
 }
 
 function textBytesSender(peer: Peer): ((frame: Buffer) => void) | undefined {
   const socket = peer.websocket as unknown as Partial<NodeWebSocket>
   if (typeof socket?.ping !== 'function' || typeof socket.send !== 'function' || socket.send.length < 2) return undefined
   return frame => socket.send!(frame, { binary: false })
+}
+
+/** Bytes queued to the socket and not sent yet (undefined where the runtime does not tell). */
+function backlogOf(peer: Peer): (() => number) | undefined {
+  const socket = peer.websocket as unknown as Partial<NodeWebSocket>
+  if (typeof socket?.bufferedAmount !== 'number') return undefined
+  return () => socket.bufferedAmount!
 }
 
 function requestedVersion(peer: Peer): string | null {
@@ -33,35 +54,88 @@ function requestedVersion(peer: Peer): string | null {
   }
 }
 
+/**
+ * The upgrade request as a web `Request` (on Node crossws gives only its URL
+ * and headers) with the connection's context, which h3 session helpers need.
+ */
+function webRequest(peer: Peer): LiveSyncRequest {
+  const request = peer.request
+  return Object.assign(new Request(request?.url ?? 'http://localhost/', { headers: request?.headers }), { context: peer.context ?? {} })
+}
+
+function frameLength(data: unknown): number {
+  if (typeof data === 'string') return data.length
+  return (data as { byteLength?: number } | null)?.byteLength ?? 0
+}
+
+function closeOverLimit(peer: Peer, code: number, reason: string): void {
+  countLiveSync(code === CloseCode.SLOW_CONSUMER ? 'slowConsumers' : code === CloseCode.FRAME_TOO_LARGE ? 'framesTooLarge' : 'tooManyFrames')
+  peer.close(code, reason)
+  setTimeout(() => peer.terminate(), CLOSE_GRACE_MS).unref?.()
+}
+
+let warnedOrigin = false
+
+function endSession(peer: Peer): void {
+  const session = sessions.get(peer)
+  if (!session) return
+  session.close()
+  sessions.delete(peer)
+  countLiveSync('sockets', -1)
+}
+
 export default defineWebSocketHandler({
+  upgrade(request) {
+    const settings = useLiveSyncSettings()
+    if (!isOriginAllowed(request.headers, settings)) {
+      countLiveSync('refusedOrigins')
+      if (!warnedOrigin) {
+        warnedOrigin = true
+        console.warn(`[live-sync] refused a WebSocket upgrade from origin ${JSON.stringify(request.headers.get('origin'))} (host ${JSON.stringify(request.headers.get('host'))}): only the app's own origin and liveSync.allowedOrigins may connect. If this is your app behind a proxy that rewrites Host, set liveSync.trustProxy (it then reads X-Forwarded-Host/-Proto) or list the origin in liveSync.allowedOrigins (NUXT_LIVE_SYNC_ALLOWED_ORIGINS). Later refusals are counted, not logged.`)
+      }
+      return new Response('[live-sync] origin not allowed', { status: 403, statusText: 'Forbidden' })
+    }
+    // Read by the frame limit's global open hook (see frame-limit.ts).
+    request.context[FRAME_LIMIT_CONTEXT_KEY] = settings.limits.maxFrameBytes
+  },
   open(peer) {
     const send = (frame: string) => peer.send(frame)
     const version = requestedVersion(peer)
     if (version !== null && version !== String(PROTOCOL_VERSION)) {
       send(JSON.stringify({ type: 'error', code: 'unsupported-version', message: `[live-sync] this server speaks protocol version ${PROTOCOL_VERSION}, the client asked for ${JSON.stringify(version)}; reload the page.` }))
-      peer.close(1002, 'unsupported protocol version')
+      peer.close(CloseCode.UNSUPPORTED_VERSION, 'unsupported protocol version')
       return
     }
-    const nitroApp = useNitroApp()
+    const settings = useLiveSyncSettings()
+    let request: LiveSyncRequest | undefined
     const session = new PeerSession({
       engine: useLiveSyncEngine(),
       send,
       sendBytes: textBytesSender(peer),
-      bufferedAmount: () => (peer.websocket as { bufferedAmount?: number }).bufferedAmount ?? 0,
-      authorize: (key: KeyValue) => nitroApp.hooks.callHook('live-sync:authorize', { key, request: peer.request as Request, peer }),
+      // Every subscription, on every socket (so again after each reconnect).
+      authorize: (key: KeyValue) => authorizeLiveSync({ key, request: (request ??= webRequest(peer)), peer }),
+      limits: settings.limits,
+      bufferedAmount: backlogOf(peer),
+      close: (code, reason) => closeOverLimit(peer, code, reason),
     })
     sessions.set(peer, session)
+    countLiveSync('sockets')
     session.hello()
   },
   message(peer, message) {
-    void sessions.get(peer)?.receive(message.text())
+    const session = sessions.get(peer)
+    if (!session || session.isClosed) return
+    // On Node the socket's parser refused longer frames already (frame-limit.ts); elsewhere this is the bound.
+    if (frameLength(message.rawData) > useLiveSyncSettings().limits.maxFrameBytes) {
+      session.close()
+      return closeOverLimit(peer, CloseCode.FRAME_TOO_LARGE, 'frame too large')
+    }
+    void session.receive(message.text())
   },
   close(peer) {
-    sessions.get(peer)?.close()
-    sessions.delete(peer)
+    endSession(peer)
   },
   error(peer) {
-    sessions.get(peer)?.close()
-    sessions.delete(peer)
+    endSession(peer)
   },
 })

@@ -65,6 +65,8 @@ describe('the live sync WebSocket route of a built app', () => {
         Organization: { id: ['id'] },
         Task: { id: ['id'] },
         User: { id: ['id'] },
+        Project: { id: ['id'] },
+        OpenTodo: { id: ['id'] },
       },
     })
     expect(isLsn(subscribed.cursor)).toBe(true)

@@ -4,6 +4,7 @@
  * the live sync migration, and helpers to collect what subscribers receive.
  */
 import { inject } from 'vitest'
+import pg from 'pg'
 import { Sequelize } from 'sequelize'
 import { createDatabase, dropDatabase } from './postgres.mjs'
 import { waitFor } from './wait'
@@ -68,6 +69,8 @@ export interface Harness {
   logs: CapturedLogs
   /** Subscribes a new collector to `key`. */
   collect: (key: KeyValue) => Collector
+  /** One statement on a plain connection of the test's own (a writer outside the app). */
+  sql: (text: string, values?: unknown[]) => Promise<pg.QueryResult>
   /** A marker transaction on `key`'s table: when it arrives, everything committed before it has. */
   close: () => Promise<void>
 }
@@ -96,6 +99,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
   await engine.start()
   if (engine.status !== 'streaming') throw new Error(`engine did not start: ${engine.lastError?.message}`)
   const unsubscribes: Array<() => void> = []
+  let writer: Promise<pg.Client> | null = null
   return {
     url,
     sequelize,
@@ -106,8 +110,17 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       unsubscribes.push(engine.subscribe(key, collector.receive).unsubscribe)
       return collector
     },
+    async sql(text, values) {
+      writer ??= (async () => {
+        const client = new pg.Client(url)
+        await client.connect()
+        return client
+      })()
+      return (await writer).query(text, values)
+    },
     async close() {
       for (const unsubscribe of unsubscribes) unsubscribe()
+      await (await writer)?.end()
       await engine.stop()
       await sequelize.close()
       await dropDatabase(adminUrl, options.name)

@@ -27,4 +27,23 @@ CREATE TABLE users (
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Projects with their tasks (nested rows), and to-dos whose open ones a view shows (a view-backed model).
+CREATE TABLE projects (
+  id serial PRIMARY KEY,
+  organization_id integer REFERENCES organizations (id),
+  name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE tasks ADD COLUMN project_id integer REFERENCES projects (id);
+CREATE TABLE todos (
+  id serial PRIMARY KEY,
+  organization_id integer REFERENCES organizations (id),
+  title text NOT NULL,
+  done boolean NOT NULL DEFAULT false,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE VIEW open_todos AS
+  SELECT id, organization_id, title, done, created_at, updated_at FROM todos WHERE NOT done;
 `

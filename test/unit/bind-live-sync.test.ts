@@ -33,6 +33,8 @@ function bind<W extends UseLiveSyncOptions['watch']>(key: Parameters<typeof bind
   return {
     ...setup,
     ...result,
+    /** The awaitable result itself. */
+    result,
     scope,
     clientFactory,
     frames,
@@ -491,11 +493,14 @@ describe('lifecycle and resync', () => {
     b.scope.stop()
   })
 
-  it('warns when the data may be stale and there is no refresh', () => {
-    const b = bind('org', { watch: {} })
+  it('asks for a snapshot of the key when the data may be stale and there is no refresh', () => {
+    const tasks = ref<Row[]>([task(1)])
+    const b = bind('org', { watch: { tasks: { ref: tasks, model: 'Task' } } })
     b.goLive('org')
+    b.frames()
     b.socket().receive({ type: 'resync', key: 'org', cursor: '0/20', reason: 'gap' })
-    expect(warnSpy).toHaveBeenCalledWith(expect.stringMatching(/may be stale \(gap\)/))
+    expect(b.frames()).toEqual([{ type: 'snapshot', key: 'org', models: [{ model: 'Task' }], ref: expect.any(Number) }])
+    expect(warnSpy).not.toHaveBeenCalled()
     b.scope.stop()
   })
 
@@ -531,6 +536,163 @@ describe('lifecycle and resync', () => {
     await flush()
     b.send('org', '0/21', [upd(task(2, 'after'))])
     expect(tasks.value).toEqual([task(1, 'fresh'), task(2, 'after')])
+    b.scope.stop()
+  })
+})
+
+/** The snapshot request the page sent last. */
+function lastSnapshotRequest(frames: ReturnType<ReturnType<typeof bind>['frames']>) {
+  const request = frames.filter(frame => frame.type === 'snapshot').at(-1)
+  if (!request || request.type !== 'snapshot') throw new Error(`no snapshot request among ${JSON.stringify(frames)}`)
+  return request
+}
+
+describe('snapshots (no refresh, and refs useLiveSync creates)', () => {
+  it('replaces a stale list in place: kept rows keep identity, gone rows go, new rows are appended; sync runs once', async () => {
+    const kept = task(1)
+    const tasks = ref<Row[]>([kept, task(2)])
+    const sync = vi.fn()
+    const b = bind('org', { watch: { tasks: { ref: tasks, model: 'Task' } }, sync })
+    b.goLive('org')
+    b.frames()
+    b.socket().receive({ type: 'resync', key: 'org', cursor: '0/20', reason: 'gap' })
+    const request = lastSnapshotRequest(b.frames())
+    // Live batches meanwhile wait: the one the snapshot covers is dropped, the later one applied after it.
+    b.send('org', '0/21', [ins(task(7, 'covered'))])
+    b.send('org', '0/30', [upd(task(3, 'after'))])
+    b.socket().receive({ type: 'snapshot', key: 'org', ref: request.ref, index: 0, rows: [task(1, 'fresh')] })
+    b.socket().receive({ type: 'snapshot', key: 'org', ref: request.ref, index: 0, rows: [task(3)] })
+    expect(tasks.value).toEqual([kept, task(2)])
+    b.socket().receive({ type: 'snapshotted', key: 'org', ref: request.ref, cursor: '0/25', models: { Task: { id: ['id'] } } })
+    await flush()
+    expect(tasks.value).toEqual([task(1, 'fresh'), task(3, 'after')])
+    expect(toRaw(tasks.value[0])).toBe(kept)
+    expect(sync.mock.calls.map(call => [call[0], (call[2] as Change[]).map(op => [op.op, op.id])])).toEqual([
+      ['tasks', [['update', 1], ['insert', 3], ['delete', 2]]],
+      ['tasks', [['update', 3]]],
+    ])
+    b.scope.stop()
+  })
+
+  it('merges a single row from the snapshot, or sets it to null when the row is gone', async () => {
+    const current = ref<Row | null>(task(2))
+    const b = bind('org', { watch: { current: { ref: current, model: 'Task' } } })
+    b.goLive('org')
+    const answer = (rows: Row[], cursor: string) => {
+      b.socket().receive({ type: 'resync', key: 'org', cursor, reason: 'truncate' })
+      const { ref: request } = lastSnapshotRequest(b.frames())
+      b.socket().receive({ type: 'snapshot', key: 'org', ref: request, index: 0, rows })
+      b.socket().receive({ type: 'snapshotted', key: 'org', ref: request, cursor, models: {} })
+    }
+    const row = current.value
+    answer([task(1), task(2, 'renamed')], '0/20')
+    await flush()
+    expect(current.value).toBe(row)
+    expect(current.value).toEqual(task(2, 'renamed'))
+    answer([task(1)], '0/30')
+    await flush()
+    expect(current.value).toBeNull()
+    b.scope.stop()
+  })
+
+  it('skips a resync that a snapshot read after it already covers', async () => {
+    const tasks = ref<Row[]>([])
+    const b = bind('org', { watch: { tasks: { ref: tasks, model: 'Task' } } })
+    b.goLive('org')
+    b.frames()
+    b.socket().receive({ type: 'resync', key: 'org', cursor: '0/20', reason: 'gap' })
+    b.socket().receive({ type: 'resync', key: 'org', cursor: '0/22', reason: 'gap' })
+    const { ref: request } = lastSnapshotRequest(b.frames())
+    b.socket().receive({ type: 'snapshotted', key: 'org', ref: request, cursor: '0/25', models: {} })
+    await flush()
+    expect(b.frames().filter(frame => frame.type === 'snapshot')).toEqual([])
+    b.scope.stop()
+  })
+
+  it('with refresh, calls it for the refs it has and reads a snapshot for the refs it created', async () => {
+    const tasks = ref<Row[]>([task(1)])
+    const refresh = vi.fn()
+    const b = bind('org', { watch: { tasks: { ref: tasks, model: 'Task' }, open: { model: 'OpenTask' } }, refresh })
+    b.goLive('org')
+    const load = lastSnapshotRequest(b.frames())
+    b.socket().receive({ type: 'snapshotted', key: 'org', ref: load.ref, cursor: '0/10', models: {} })
+    await flush()
+    b.socket().receive({ type: 'resync', key: 'org', cursor: '0/20', reason: 'truncate' })
+    await flush()
+    expect(refresh).toHaveBeenCalledTimes(1)
+    expect(lastSnapshotRequest(b.frames()).models).toEqual([{ model: 'OpenTask' }])
+    b.scope.stop()
+  })
+
+  it('reports a refused snapshot as the binding\'s error', async () => {
+    const b = bind('org', { watch: { tasks: { ref: ref<Row[]>([]), model: 'Task' } } })
+    b.goLive('org')
+    b.socket().receive({ type: 'resync', key: 'org', cursor: '0/20', reason: 'gap' })
+    const { ref: request } = lastSnapshotRequest(b.frames())
+    b.socket().receive({ type: 'error', code: 'internal', message: 'the database is down', key: 'org', ref: request })
+    await flush()
+    expect(b.error.value?.message).toBe('the database is down')
+    b.scope.stop()
+  })
+
+  it('creates the refs of entries without a ref and fills them from a snapshot: subscribed from now, awaitable', async () => {
+    const b = bind('org', { watch: { tasks: { model: 'Task' }, projects: { model: 'Project', include: { tasks: { model: 'Task', foreignKey: 'projectId' } } } } })
+    let loaded = false
+    void b.result.then(() => (loaded = true))
+    expect(Object.keys(b.refs)).toEqual(['tasks', 'projects'])
+    expect(b.refs.tasks.value).toEqual([])
+    b.goLive('org')
+    const frames = b.frames()
+    expect(frames[0]).toEqual({ type: 'sub', key: 'org' })
+    const request = lastSnapshotRequest(frames)
+    expect(request.models).toEqual([{ model: 'Task' }, { model: 'Project', include: ['tasks'] }])
+    b.socket().receive({ type: 'snapshot', key: 'org', ref: request.ref, index: 1, rows: [{ id: 5, name: 'p', tasks: [{ id: 1, projectId: 5 }] }] })
+    b.socket().receive({ type: 'snapshot', key: 'org', ref: request.ref, index: 0, rows: [task(1)] })
+    await flush()
+    expect(loaded).toBe(false)
+    b.socket().receive({ type: 'snapshotted', key: 'org', ref: request.ref, cursor: '0/10', models: { Task: { id: ['id'] }, Project: { id: ['id'] } } })
+    await flush()
+    expect(loaded).toBe(true)
+    expect(b.refs.tasks.value).toEqual([task(1)])
+    // Live: a nested task moves in, and the plain list gets it too.
+    b.send('org', '0/11', [ins({ ...task(2), projectId: 5 })])
+    expect(b.refs.projects.value).toEqual([{ id: 5, name: 'p', tasks: [{ id: 1, projectId: 5 }, { ...task(2), projectId: 5 }] }])
+    expect(b.refs.tasks.value.map(row => row.id)).toEqual([1, 2])
+    b.scope.stop()
+  })
+
+  it('uses the server render\'s snapshot for its key: no request, subscribed from its cursor, covered batches skipped', async () => {
+    const setup = fakeClient()
+    const scope = effectScope()
+    const result = scope.run(() => bindLiveSync(() => setup.client, 'org', { watch: { tasks: { model: 'Task' } } }, () => '0/5', { key: 'org', snapshot: { cursor: '0/10', models: {}, rows: [[task(1)]] } }))!
+    expect(result.refs.tasks.value).toEqual([task(1)])
+    setup.socket().open({ cursor: '0/10' })
+    expect(setup.socket().take()).toEqual([{ type: 'sub', key: 'org', since: '0/10' }])
+    setup.socket().receive({ type: 'tx', key: 'org', cursor: '0/10', changes: [ins(task(9))] })
+    setup.socket().receive({ type: 'tx', key: 'org', cursor: '0/11', changes: [ins(task(2))] })
+    setup.socket().receive({ type: 'subscribed', key: 'org', cursor: '0/11', replayed: 2 })
+    await result
+    expect(result.refs.tasks.value).toEqual([task(1), task(2)])
+    scope.stop()
+  })
+
+  it('reads a new snapshot when the key changes, and drops the old key\'s rows', async () => {
+    const orgKey = ref('a')
+    const b = bind(orgKey, { watch: { tasks: { model: 'Task' } } })
+    b.goLive('a')
+    let request = lastSnapshotRequest(b.frames())
+    b.socket().receive({ type: 'snapshot', key: 'a', ref: request.ref, index: 0, rows: [task(1)] })
+    b.socket().receive({ type: 'snapshotted', key: 'a', ref: request.ref, cursor: '0/10', models: {} })
+    await flush()
+    orgKey.value = 'b'
+    await nextTick()
+    b.goLive('b')
+    request = lastSnapshotRequest(b.frames())
+    expect(request.key).toBe('b')
+    b.socket().receive({ type: 'snapshot', key: 'b', ref: request.ref, index: 0, rows: [task(2)] })
+    b.socket().receive({ type: 'snapshotted', key: 'b', ref: request.ref, cursor: '0/12', models: {} })
+    await flush()
+    expect(b.refs.tasks.value).toEqual([task(2)])
     b.scope.stop()
   })
 })

@@ -770,3 +770,61 @@ describe('knownCursor', () => {
     expect(client.models).toEqual({ Membership: { id: ['userId', 'orgId'] } })
   })
 })
+
+describe('snapshots', () => {
+  it('asks after the key\'s sub, gathers the pages per model and resolves with the rows and the cursor', async () => {
+    const { client, socket } = fakeClient()
+    client.subscribe('a', recorder().listener)
+    const snapshot = client.snapshot('a', [{ model: 'Task' }, { model: 'Project', include: ['tasks'] }])
+    socket().open()
+    const [sub, request] = socket().take()
+    expect(sub).toEqual({ type: 'sub', key: 'a' })
+    expect(request).toEqual({ type: 'snapshot', key: 'a', models: [{ model: 'Task' }, { model: 'Project', include: ['tasks'] }], ref: expect.any(Number) })
+    const ref = (request as { ref: number }).ref
+    socket().receive({ type: 'snapshot', key: 'a', ref, index: 0, rows: [{ id: 1 }] })
+    socket().receive({ type: 'snapshot', key: 'a', ref, index: 1, rows: [{ id: 5, tasks: [] }] })
+    socket().receive({ type: 'snapshot', key: 'a', ref, index: 0, rows: [{ id: 2 }] })
+    socket().receive({ type: 'snapshotted', key: 'a', ref, cursor: '0/30', models: { OpenTask: { id: ['id'] } } })
+    await expect(snapshot).resolves.toEqual({ cursor: '0/30', rows: [[{ id: 1 }, { id: 2 }], [{ id: 5, tasks: [] }]] })
+    expect(client.models.OpenTask).toEqual({ id: ['id'] })
+    expect(client.knownCursor).toBe('0/30')
+  })
+
+  it('asks again on the next socket when the socket drops before the answer, without the first socket\'s pages', async () => {
+    const { client, socket, sockets } = liveClient(['a'])
+    const snapshot = client.snapshot('a', [{ model: 'Task' }])
+    const first = socket.take()[0] as { ref: number }
+    socket.receive({ type: 'snapshot', key: 'a', ref: first.ref, index: 0, rows: [{ id: 1 }] })
+    socket.drop()
+    await vi.advanceTimersByTimeAsync(200)
+    const next = sockets[1]!
+    next.open()
+    const frames = next.take()
+    expect(frames.map(frame => frame.type)).toEqual(['sub', 'snapshot'])
+    next.receive({ type: 'snapshot', key: 'a', ref: first.ref, index: 0, rows: [{ id: 2 }] })
+    next.receive({ type: 'snapshotted', key: 'a', ref: first.ref, cursor: '0/40', models: {} })
+    await expect(snapshot).resolves.toEqual({ cursor: '0/40', rows: [[{ id: 2 }]] })
+  })
+
+  it('rejects on the server\'s error for the request, when the key is unsubscribed, and for a key not subscribed', async () => {
+    const { client, socket, stops } = liveClient(['a'])
+    const refused = client.snapshot('a', [{ model: 'Nope' }])
+    const { ref } = socket.take()[0] as { ref: number }
+    socket.receive({ type: 'error', code: 'bad-request', message: 'model "Nope" is not watched', key: 'a', ref })
+    await expect(refused).rejects.toThrow('model "Nope" is not watched')
+
+    const abandoned = client.snapshot('a', [{ model: 'Task' }])
+    stops[0]!()
+    await expect(abandoned).rejects.toThrow(/unsubscribed before its snapshot/)
+    await expect(client.snapshot('b', [{ model: 'Task' }])).rejects.toThrow(/not subscribed/)
+  })
+
+  it('rejects when the key\'s subscription is refused', async () => {
+    const { client, socket } = fakeClient()
+    client.subscribe('a', recorder().listener)
+    const snapshot = client.snapshot('a', [{ model: 'Task' }])
+    socket().open()
+    socket().receive({ type: 'error', code: 'forbidden', message: 'not yours', key: 'a' })
+    await expect(snapshot).rejects.toThrow('not yours')
+  })
+})

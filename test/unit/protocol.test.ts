@@ -76,7 +76,7 @@ describe('parseClientMessage: malformed frames', () => {
   })
 
   it('rejects an unknown or missing type and names the valid ones', () => {
-    expectBadRequest(frame({ type: 'subscribe', key: 'a' }), /unknown message type "subscribe".*sub, unsub, replay or ping/)
+    expectBadRequest(frame({ type: 'subscribe', key: 'a' }), /unknown message type "subscribe".*sub, unsub, replay, snapshot or ping/)
     expectBadRequest(frame({ key: 'a' }), /unknown message type/)
   })
 

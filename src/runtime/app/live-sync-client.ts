@@ -15,7 +15,9 @@ import {
   type KeyValue,
   type ModelMeta,
   type ResyncMessage,
+  type Row,
   type ServerMessage,
+  type SnapshotModel,
   type TxMessage,
 } from '../shared/protocol'
 
@@ -95,6 +97,25 @@ interface KeyState {
   error: Error | null
 }
 
+/** The rows of a key a snapshot read, and where the key's changes take over. */
+export interface SnapshotResult {
+  /** Every transaction up to here is in `rows`; later ones arrive as batches. */
+  cursor: Lsn | null
+  /** Rows per requested model, in the request's order. */
+  rows: Row[][]
+}
+
+interface SnapshotRequest {
+  ref: number
+  state: KeyState
+  models: SnapshotModel[]
+  rows: Row[][]
+  /** Sent on the current socket (after the key's `sub`). */
+  sent: boolean
+  resolve: (result: SnapshotResult) => void
+  reject: (error: Error) => void
+}
+
 const OPEN = 1
 /** A socket closed as a slow consumer this soon after its hello counts as another slow close in a row (ms). */
 const SLOW_STREAK_MS = 60_000
@@ -110,6 +131,7 @@ export class LiveSyncClient {
   socketStatus: 'idle' | 'connecting' | 'open' | 'reconnecting' = 'idle'
   private readonly keys = new Map<string, KeyState>()
   private readonly replays = new Map<number, { state: KeyState, entry: Entry }>()
+  private readonly snapshots = new Map<number, SnapshotRequest>()
   /**
    * Keys with an `unsub` sent on this socket and no `unsubscribed` yet: frames
    * about them until then belong to the old subscription, even when the key
@@ -175,6 +197,40 @@ export class LiveSyncClient {
     return () => this.unsubscribe(state, entry)
   }
 
+  /** Remembers the id attributes of models (from the server's frames, or a server render's snapshot). */
+  learnModels(models: Record<string, ModelMeta> | undefined): void {
+    if (models) this.models = { ...this.models, ...models }
+  }
+
+  /**
+   * Asks the server for the current rows of a key this client subscribes
+   * to (a listener of it must be registered). Sent after the key's `sub`, and
+   * again on the next socket if this one drops first. Rejects when the
+   * server refuses or the key is unsubscribed before the answer.
+   */
+  snapshot(value: KeyValue, models: SnapshotModel[]): Promise<SnapshotResult> {
+    const state = this.keys.get(keyString(value)!)
+    if (!state) return Promise.reject(new Error(`[live-sync] snapshot of key ${JSON.stringify(keyString(value))}, which is not subscribed`))
+    if (state.phase === 'failed') return Promise.reject(state.error ?? new Error(`[live-sync] the subscription of key ${JSON.stringify(state.key)} failed`))
+    return new Promise((resolve, reject) => {
+      const request: SnapshotRequest = { ref: this.nextRef++, state, models, rows: models.map(() => []), sent: false, resolve, reject }
+      this.snapshots.set(request.ref, request)
+      if (this.socketStatus === 'open' && (state.phase === 'sent' || state.phase === 'live')) this.sendSnapshot(request)
+    })
+  }
+
+  private sendSnapshot(request: SnapshotRequest): void {
+    request.sent = true
+    request.rows = request.models.map(() => [])
+    this.send({ type: 'snapshot', key: request.state.value, models: request.models, ref: request.ref })
+  }
+
+  /** Ends a snapshot request with an error. */
+  private failSnapshot(request: SnapshotRequest, error: Error): void {
+    this.snapshots.delete(request.ref)
+    request.reject(error)
+  }
+
   /** Closes the socket for good (tests, app teardown). */
   close(): void {
     this.fatal = this.fatal ?? new Error('[live-sync] client closed')
@@ -182,6 +238,7 @@ export class LiveSyncClient {
     this.socket?.close(1000, 'client closed')
     this.socket = null
     this.socketStatus = 'idle'
+    for (const request of [...this.snapshots.values()]) this.failSnapshot(request, this.fatal)
     // Subscribers would otherwise stay 'live' on a closed socket.
     this.updateStatuses()
   }
@@ -196,6 +253,9 @@ export class LiveSyncClient {
     if (entry.catchUp?.ref) this.replays.delete(entry.catchUp.ref)
     if (state.entries.size > 0 || this.keys.get(state.key) !== state) return
     this.keys.delete(state.key)
+    for (const request of [...this.snapshots.values()]) {
+      if (request.state === state) this.failSnapshot(request, new Error(`[live-sync] key ${JSON.stringify(state.key)} was unsubscribed before its snapshot arrived`))
+    }
     if (state.phase !== 'pending' && this.socket?.readyState === OPEN) {
       this.send({ type: 'unsub', key: state.value })
       this.leaving.set(state.key, (this.leaving.get(state.key) ?? 0) + 1)
@@ -254,6 +314,8 @@ export class LiveSyncClient {
     }
     this.replays.clear()
     this.leaving.clear()
+    // Asked again after the key's `sub` on the next socket.
+    for (const request of this.snapshots.values()) request.sent = false
     if (this.fatal) return this.updateStatuses()
     this.scheduleReconnect()
   }
@@ -305,6 +367,10 @@ export class LiveSyncClient {
       state.phase = 'sent'
       state.sentSince = since
       this.send(since ? { type: 'sub', key: state.value, since } : { type: 'sub', key: state.value })
+    }
+    // The server handles a socket's frames in order: a snapshot after its key's `sub` is authorized.
+    for (const request of this.snapshots.values()) {
+      if (!request.sent && (request.state.phase === 'sent' || request.state.phase === 'live')) this.sendSnapshot(request)
     }
   }
 
@@ -362,7 +428,7 @@ export class LiveSyncClient {
       case 'tx':
         return this.onTx(message)
       case 'subscribed': {
-        if (message.models) this.models = { ...this.models, ...message.models }
+        this.learnModels(message.models)
         const state = this.keys.get(message.key)
         if (!state || state.phase !== 'sent' || this.isLeft(message.key)) return
         state.phase = 'live'
@@ -394,6 +460,21 @@ export class LiveSyncClient {
       }
       case 'resync':
         return this.onResync(message)
+      case 'snapshot': {
+        const request = this.snapshots.get(message.ref)
+        const rows = request?.rows[message.index]
+        if (rows) for (const row of message.rows) rows.push(row)
+        return
+      }
+      case 'snapshotted': {
+        const request = this.snapshots.get(message.ref)
+        if (!request) return
+        this.snapshots.delete(message.ref)
+        this.learnModels(message.models)
+        this.knownCursor = maxLsn(this.knownCursor, message.cursor)
+        request.resolve({ cursor: message.cursor, rows: request.rows })
+        return
+      }
       case 'pong':
         this.knownCursor = maxLsn(this.knownCursor, message.cursor)
         // Frames arrive in order: every batch of a live key up to here has arrived.
@@ -484,6 +565,8 @@ export class LiveSyncClient {
       socket.close(1002, 'protocol version')
       return this.updateStatuses()
     }
+    const snapshot = message.ref === undefined ? undefined : this.snapshots.get(message.ref)
+    if (snapshot) return this.failSnapshot(snapshot, error)
     const replay = message.ref === undefined ? undefined : this.replays.get(message.ref)
     if (replay) {
       // Its replay failed: it keeps the live batches but may have missed some.
@@ -501,6 +584,10 @@ export class LiveSyncClient {
       if (state.phase === 'sent') {
         state.phase = 'failed'
         state.held = null
+        // Its snapshots fail for the same reason (the server's own answer to them comes later, unheard).
+        for (const request of [...this.snapshots.values()]) {
+          if (request.state === state) this.failSnapshot(request, error)
+        }
       }
     }
     else {

@@ -18,8 +18,11 @@ import {
   type ErrorCode,
   type HelloMessage,
   type KeyValue,
+  type Row,
   type ServerMessage,
+  type SnapshotRequestMessage,
 } from '../shared/protocol'
+import { LiveSyncError } from './engine/errors'
 import type { Delivery } from './engine/key-batch'
 import type { LiveSyncEngine } from './engine/live-sync-engine'
 import { DEFAULT_LIMITS, type LiveSyncLimits } from './security-settings'
@@ -45,6 +48,25 @@ export interface PeerSessionOptions {
   close?: (code: number, reason: string) => void
   /** Clock of the frame rate limit, in ms. */
   now?: () => number
+  snapshot?: SnapshotLimits
+}
+
+/** What one socket's snapshots may cost the server. */
+export interface SnapshotLimits {
+  /** Rows per query (default 500). */
+  pageSize?: number
+  /** Characters per `snapshot` frame, beyond which a page is split (default 256 KiB). */
+  maxFrameChars?: number
+  /** Snapshot requests a socket may have waiting; one runs at a time (default 8). */
+  maxQueued?: number
+  /**
+   * Unsent bytes above which the next frame waits for the socket (default a
+   * quarter of `limits.maxBufferedBytes`, so that live frames never find the
+   * socket past its bound because of a snapshot).
+   */
+  maxBufferedBytes?: number
+  /** How long a frame waits for the socket to drain before the snapshot fails (ms, default 30 000). */
+  drainTimeoutMs?: number
 }
 
 /** The characters the frames of `batches` take (a lower bound of their UTF-8 bytes). */
@@ -64,6 +86,9 @@ export class PeerSession {
   private waiting = 0
   /** Replayed batches go out in one burst, unchecked: the socket's backlog was checked before. */
   private replaying = false
+  /** Snapshots run one at a time, apart from `queue`, so a long read does not hold up pings and subs. */
+  private snapshots: Promise<void> = Promise.resolve()
+  private queuedSnapshots = 0
   private closed = false
 
   constructor(private readonly options: PeerSessionOptions) {
@@ -165,8 +190,8 @@ export class PeerSession {
     }
     catch (error) {
       const key = 'key' in message ? keyString(message.key)! : undefined
-      // A failed replay names its request, so the client can end that listener's catch-up.
-      const ref = message.type === 'replay' ? message.ref : undefined
+      // A failed replay or snapshot names its request, so the client can end what waits for it.
+      const ref = message.type === 'replay' || message.type === 'snapshot' ? message.ref : undefined
       if (error instanceof ProtocolError) return this.error(error.code, error.message, key, ref)
       return this.error('internal', '[live-sync] the server failed to handle the message', key, ref)
     }
@@ -187,6 +212,86 @@ export class PeerSession {
         return this.subscribe(engine, message.key, message.since)
       case 'replay':
         return this.replay(engine, message.key, message.since, message.ref)
+      case 'snapshot':
+        return this.snapshot(engine, message)
+    }
+  }
+
+  /**
+   * Queues a snapshot of a key this socket subscribed to (so it is
+   * authorized, exactly as for the key's changes). Answered with `snapshot`
+   * pages and `snapshotted`, or an error carrying the request's `ref`.
+   */
+  private snapshot(engine: LiveSyncEngine | null, message: SnapshotRequestMessage): void {
+    const key = keyString(message.key)!
+    if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
+    const subscription = this.keys.get(key)
+    if (!subscription) throw new ProtocolError('bad-request', `[live-sync] snapshot of key ${JSON.stringify(key)}, which this socket has not subscribed to; send sub first`)
+    try {
+      engine.resolveSnapshot(message.models)
+    }
+    catch (error) {
+      if (error instanceof LiveSyncError) throw new ProtocolError('bad-request', error.message)
+      throw error
+    }
+    const maxQueued = this.options.snapshot?.maxQueued ?? 8
+    if (this.queuedSnapshots >= maxQueued) throw new ProtocolError('bad-request', `[live-sync] a socket may have at most ${maxQueued} snapshots waiting; wait for the answers`)
+    this.queuedSnapshots++
+    this.snapshots = this.snapshots
+      .then(() => this.readSnapshot(engine, key, message, subscription))
+      .finally(() => this.queuedSnapshots--)
+  }
+
+  private async readSnapshot(engine: LiveSyncEngine, key: string, message: SnapshotRequestMessage, subscription: () => void): Promise<void> {
+    // The subscription it was asked for ended (unsub, a new sub of the key, the socket): stop.
+    const gone = () => this.closed || this.keys.get(key) !== subscription
+    if (gone()) return this.error('bad-request', `[live-sync] the subscription of key ${JSON.stringify(key)} ended before its snapshot was read`, key, message.ref)
+    try {
+      const result = await engine.snapshot(message.key, message.models, (index, rows) => this.sendRows(key, message.ref, index, rows, gone), {
+        settle: true,
+        pageSize: this.options.snapshot?.pageSize,
+        aborted: gone,
+      })
+      if (gone()) return this.error('bad-request', `[live-sync] the subscription of key ${JSON.stringify(key)} ended while its snapshot was read`, key, message.ref)
+      this.write({ type: 'snapshotted', key, ref: message.ref, cursor: result.cursor, models: result.models })
+    }
+    catch (error) {
+      if (error instanceof ProtocolError) return this.error(error.code, error.message, key, message.ref)
+      console.error(`[live-sync] snapshot of key ${JSON.stringify(key)} failed: ${(error as Error)?.stack ?? error}`)
+      this.error('internal', '[live-sync] the server failed to read the snapshot (its log says why)', key, message.ref)
+    }
+  }
+
+  /** Writes a page of rows as frames of bounded size, each once the socket has room for it. */
+  private async sendRows(key: string, ref: number, index: number, rows: Row[], gone: () => boolean): Promise<void> {
+    const maxChars = this.options.snapshot?.maxFrameChars ?? 256 * 1024
+    const head = `{"type":"snapshot","key":${JSON.stringify(key)},"ref":${ref},"index":${index},"rows":[`
+    let parts: string[] = []
+    let length = 0
+    const flush = async () => {
+      await this.drained()
+      if (!gone()) this.options.send(`${head}${parts.join(',')}]}`)
+      parts = []
+      length = 0
+    }
+    for (const row of rows) {
+      const json = JSON.stringify(row)
+      if (parts.length > 0 && length + json.length > maxChars) await flush()
+      parts.push(json)
+      length += json.length + 1
+    }
+    if (parts.length > 0) await flush()
+  }
+
+  /** Waits while the socket has more unsent than a snapshot may add to. */
+  private async drained(): Promise<void> {
+    const buffered = this.options.bufferedAmount
+    if (!buffered) return
+    const limit = this.options.snapshot?.maxBufferedBytes ?? Math.floor(this.limits.maxBufferedBytes / 4)
+    const deadline = Date.now() + (this.options.snapshot?.drainTimeoutMs ?? 30_000)
+    while (!this.closed && buffered() > limit) {
+      if (Date.now() > deadline) throw new ProtocolError('unavailable', '[live-sync] the snapshot was abandoned: the socket did not take its rows in time')
+      await new Promise(resolve => setTimeout(resolve, 10))
     }
   }
 

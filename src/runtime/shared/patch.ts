@@ -9,7 +9,8 @@
  */
 import { idKey, rowId, type Change, type Row } from './protocol'
 
-interface ListIndex {
+export interface ListIndex {
+  /** The list's rows by `idKey` of their id (read through the list: reactive proxies for a reactive list). */
   byId: Map<string, Row>
   /** The list's length, first and last row when the index was last in step with it. */
   length: number
@@ -42,6 +43,15 @@ function indexOf(list: Row[], idAttributes: readonly string[], indexKey: object)
     listIndexes.set(indexKey, index)
   }
   return index
+}
+
+/**
+ * The id index of `list` (built or rebuilt as needed). The same object is
+ * returned until the index has to be rebuilt, so other indexes derived from
+ * it (nested rows) can tell when they are stale.
+ */
+export function listIndex(list: Row[], idAttributes: readonly string[], indexKey: object = list): ListIndex {
+  return indexOf(list, idAttributes, indexKey)
 }
 
 /** Forget the index of a list (after the app replaced its contents wholesale). */
@@ -77,9 +87,10 @@ export function assignRow(target: Row, source: Row): boolean {
  * @param idAttributes the attributes that make up a row's id
  * @param indexKey the object the id index is stored under; pass the raw array
  *   when `list` is a reactive proxy of it.
+ * @param fresh makes the object an inserted row becomes (a copy of the change's row)
  * @returns whether the list changed (a replay that changes nothing gives false).
  */
-export function patchList(list: Row[], changes: readonly Change[], idAttributes: readonly string[], indexKey: object = list): boolean {
+export function patchList(list: Row[], changes: readonly Change[], idAttributes: readonly string[], indexKey: object = list, fresh: (row: Row) => Row = copyOf): boolean {
   const index = indexOf(list, idAttributes, indexKey)
   let removed: Map<string, Row> | null = null
   let changed = false
@@ -98,7 +109,7 @@ export function patchList(list: Row[], changes: readonly Change[], idAttributes:
       if (assignRow(existing, change.row)) changed = true
     }
     else {
-      list.push({ ...change.row })
+      list.push(fresh(change.row))
       // Read back through `list` so a reactive list indexes its proxy of the row.
       index.byId.set(id, list[list.length - 1]!)
       changed = true
@@ -114,6 +125,8 @@ export function patchList(list: Row[], changes: readonly Change[], idAttributes:
   return changed
 }
 
+const copyOf = (row: Row): Row => ({ ...row })
+
 /** A row deleted earlier in the same batch and written again: keep its place and identity. */
 function takeBack(removed: Map<string, Row> | null, id: string, index: ListIndex): Row | undefined {
   const row = removed?.get(id)
@@ -125,7 +138,7 @@ function takeBack(removed: Map<string, Row> | null, id: string, index: ListIndex
 }
 
 /** Removes the given rows in one pass (one splice when it is a single row). */
-function removeRows(list: Row[], rows: Set<Row>): void {
+export function removeRows(list: Row[], rows: Set<Row>): void {
   if (rows.size === 1) {
     const position = list.indexOf(rows.values().next().value!)
     if (position >= 0) list.splice(position, 1)

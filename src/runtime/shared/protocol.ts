@@ -48,6 +48,17 @@ export type ResyncReason
    */
     | 'too-old'
 
+/** One model a snapshot reads: the key's rows, with the named associations nested in each row. */
+export interface SnapshotModel {
+  /** The Sequelize model name. */
+  model: string
+  /**
+   * Names of the model's Sequelize associations (`Project.hasMany(Task, { as: 'tasks' })`)
+   * whose rows are nested in each row, as `findAll({ include })` nests them.
+   */
+  include?: string[]
+}
+
 export type ErrorCode
   = | 'bad-request'
     | 'unsupported-version'
@@ -109,6 +120,30 @@ export interface ResyncMessage {
   ref?: number
 }
 
+/**
+ * One page of a snapshot's rows (answering a `snapshot` request): the key's
+ * current rows of `models[index]`, shaped like live rows. Pages of one
+ * model arrive in id order; a `snapshotted` frame ends the snapshot.
+ */
+export interface SnapshotMessage {
+  type: 'snapshot'
+  key: string
+  ref: number
+  /** Position of the model in the request's `models`. */
+  index: number
+  rows: Row[]
+}
+
+/** The end of a snapshot: every transaction up to `cursor` is in it, later ones arrive as `tx` frames. */
+export interface SnapshottedMessage {
+  type: 'snapshotted'
+  key: string
+  ref: number
+  cursor: Lsn | null
+  /** The id attributes of the snapshot's models (nested ones included). */
+  models: Record<string, ModelMeta>
+}
+
 export interface UnsubscribedMessage {
   type: 'unsubscribed'
   key: string
@@ -134,6 +169,8 @@ export type ServerMessage
     | SubscribedMessage
     | ReplayedMessage
     | ResyncMessage
+    | SnapshotMessage
+    | SnapshottedMessage
     | UnsubscribedMessage
     | PongMessage
     | ErrorMessage
@@ -160,12 +197,24 @@ export interface ReplayMessage {
   ref: number
 }
 
+/**
+ * Ask for the current rows of a key this socket is subscribed to (so it is
+ * authorized): answered by `snapshot` pages and a `snapshotted` frame, or an
+ * `error` carrying `ref`.
+ */
+export interface SnapshotRequestMessage {
+  type: 'snapshot'
+  key: KeyValue
+  models: SnapshotModel[]
+  ref: number
+}
+
 export interface PingMessage {
   type: 'ping'
   t?: number
 }
 
-export type ClientMessage = SubMessage | UnsubMessage | ReplayMessage | PingMessage
+export type ClientMessage = SubMessage | UnsubMessage | ReplayMessage | SnapshotRequestMessage | PingMessage
 
 /** Longest subscription key accepted, in characters. */
 export const MAX_KEY_LENGTH = 256
@@ -174,6 +223,10 @@ export const MAX_KEY_LENGTH = 256
  * server's `limits.maxFrameBytes`) gets an `error` frame.
  */
 export const MAX_CLIENT_FRAME = 4096
+/** Most models (and most associations per model) one snapshot request may name. */
+export const MAX_SNAPSHOT_MODELS = 16
+/** Longest model or association name accepted, in characters. */
+export const MAX_NAME_LENGTH = 128
 /** Deepest nesting of objects and arrays in a client frame (a message is a flat object). */
 export const MAX_CLIENT_FRAME_DEPTH = 4
 
@@ -270,6 +323,29 @@ function checkKey(key: unknown): KeyValue {
   return fail('"key" must be a string, a finite number or a boolean')
 }
 
+function checkRef(ref: unknown): number {
+  if (typeof ref !== 'number' || !Number.isSafeInteger(ref)) fail('"ref" must be an integer')
+  return ref
+}
+
+function checkName(name: unknown, what: string): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH) fail(`${what} must be a name of 1 to ${MAX_NAME_LENGTH} characters`)
+  return name
+}
+
+function checkSnapshotModels(models: unknown): SnapshotModel[] {
+  if (!Array.isArray(models) || models.length === 0 || models.length > MAX_SNAPSHOT_MODELS) fail(`"models" must be a list of 1 to ${MAX_SNAPSHOT_MODELS} models`)
+  return models.map((entry: unknown) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('each of "models" must be an object like { "model": "Task" }')
+    const { model, include } = entry as Record<string, unknown>
+    const checked: SnapshotModel = { model: checkName(model, '"model"') }
+    if (include === undefined) return checked
+    if (!Array.isArray(include) || include.length > MAX_SNAPSHOT_MODELS) fail(`"include" must be a list of at most ${MAX_SNAPSHOT_MODELS} association names`)
+    checked.include = include.map(name => checkName(name, 'an "include" entry'))
+    return checked
+  })
+}
+
 function checkSince(since: unknown, required: boolean): Lsn | undefined {
   if (since === undefined || since === null) {
     if (required) fail('"since" is required')
@@ -301,13 +377,16 @@ export function parseClientMessage(text: string): ClientMessage {
     case 'unsub':
       return { type: 'unsub', key: checkKey(message.key) }
     case 'replay': {
-      const ref = message.ref
-      if (typeof ref !== 'number' || !Number.isSafeInteger(ref)) fail('"ref" must be an integer')
+      const ref = checkRef(message.ref)
       return { type: 'replay', key: checkKey(message.key), since: checkSince(message.since, true)!, ref }
+    }
+    case 'snapshot': {
+      const ref = checkRef(message.ref)
+      return { type: 'snapshot', key: checkKey(message.key), models: checkSnapshotModels(message.models), ref }
     }
     case 'ping':
       return typeof message.t === 'number' ? { type: 'ping', t: message.t } : { type: 'ping' }
     default:
-      return fail(`unknown message type ${JSON.stringify(message.type)} (expected sub, unsub, replay or ping)`)
+      return fail(`unknown message type ${JSON.stringify(message.type)} (expected sub, unsub, replay, snapshot or ping)`)
   }
 }

@@ -3,6 +3,8 @@
  * models watching it (a model on a view beside one on its base table), and
  * each row is shaped once per model and appended to the list of the key it
  * belongs to, so routing costs the same however many keys have subscribers.
+ * A model on a view is not shaped from the base row: the ids it touched are
+ * collected (`ViewTouches`) and read back through the view at commit.
  */
 import { idKey, type Change } from '../../shared/protocol'
 import type { DeleteMessage, InsertMessage, RawTuple, RelationMessage, TruncateMessage, UpdateMessage } from './pgoutput-decoder'
@@ -17,7 +19,24 @@ import type { WatchedModel } from './watch-registry'
  */
 export type KeyedChanges = Map<string, string[]>
 
-function push(into: KeyedChanges, key: string, change: Change): void {
+/** A row of a view-backed model that a transaction touched, as it was before the transaction. */
+export interface ViewTouch {
+  /** The row's id (JSON values). */
+  id: unknown
+  /** The base row existed before the transaction (it was not inserted by it). */
+  existed: boolean
+  /** The routing key the row had before the transaction (from the old base row). */
+  oldKey: string | null
+  /** The old base row, shaped on demand as the payload of a delete. */
+  oldTuple: RawTuple | null
+  shaper: CompiledShaper
+}
+
+/** Per view-backed model, the rows a transaction touched, by `idKey`. */
+export type ViewTouches = Map<WatchedModel, Map<string, ViewTouch>>
+
+/** Appends a change (serialized) to its key's list. */
+export function pushChange(into: KeyedChanges, key: string, change: Change): void {
   const encoded = encodeChange(change)
   const list = into.get(key)
   if (list) list.push(encoded)
@@ -28,6 +47,7 @@ export class ChangeRouter {
   private readonly byTable = new Map<string, WatchedModel[]>()
   private readonly byRelation = new Map<number, { table: string, shapers: CompiledShaper[] }>()
   private readonly reported = new Set<string>()
+  private touches: ViewTouches | null = null
 
   constructor(
     watched: readonly WatchedModel[],
@@ -44,6 +64,22 @@ export class ChangeRouter {
   /** The schema-qualified tables some model watches. */
   get tables(): string[] {
     return [...this.byTable.keys()]
+  }
+
+  /** The view rows the current transaction touched (and forget them): null when none. */
+  takeTouches(): ViewTouches | null {
+    const touches = this.touches
+    this.touches = null
+    return touches
+  }
+
+  /** Remembers the first touch of a row in a transaction: what it was before the transaction. */
+  private touch(shaper: CompiledShaper, id: unknown, existed: boolean, oldKey: string | null, oldTuple: RawTuple | null): void {
+    const touches = (this.touches ??= new Map())
+    let rows = touches.get(shaper.watch)
+    if (!rows) touches.set(shaper.watch, (rows = new Map()))
+    const key = idKey(id)
+    if (!rows.has(key)) rows.set(key, { id, existed, oldKey, oldTuple, shaper })
   }
 
   /** Forget every relation (a new replication session sends them again). */
@@ -78,10 +114,14 @@ export class ChangeRouter {
     const shapers = this.byRelation.get(message.relationOid)?.shapers
     if (!shapers) return
     for (const shaper of shapers) {
+      if (shaper.watch.readBack) {
+        this.touch(shaper, shaper.tupleId(message.new), false, null, null)
+        continue
+      }
       const row = shaper.row(message.new, null)
       const key = shaper.rowKey(row, message.new, null)
       if (key === null) continue
-      push(into, key, { op: 'insert', model: shaper.watch.name, id: shaper.id(row), row })
+      pushChange(into, key, { op: 'insert', model: shaper.watch.name, id: shaper.id(row), row })
     }
   }
 
@@ -95,6 +135,10 @@ export class ChangeRouter {
     const old = message.old
     const before: RawTuple | null = old ?? message.key
     for (const shaper of shapers) {
+      if (shaper.watch.readBack) {
+        this.touchUpdated(shaper, message, before)
+        continue
+      }
       const row = shaper.row(message.new, old)
       const key = shaper.rowKey(row, message.new, old)
       const id = shaper.id(row)
@@ -102,14 +146,14 @@ export class ChangeRouter {
       // missing subscription key there means "unchanged", not NULL.
       const oldKey = before ? (shaper.key(before, null) ?? (old ? null : key)) : key
       if (oldKey === key && (!before || idKey(shaper.tupleId(before)) === idKey(id))) {
-        if (key !== null) push(into, key, { op: 'update', model: shaper.watch.name, id, row })
+        if (key !== null) pushChange(into, key, { op: 'update', model: shaper.watch.name, id, row })
         continue
       }
       if (oldKey !== null) {
         const oldRow = shaper.row(before!, null)
-        push(into, oldKey, { op: 'delete', model: shaper.watch.name, id: shaper.id(oldRow), row: oldRow })
+        pushChange(into, oldKey, { op: 'delete', model: shaper.watch.name, id: shaper.id(oldRow), row: oldRow })
       }
-      if (key !== null) push(into, key, { op: 'insert', model: shaper.watch.name, id, row })
+      if (key !== null) pushChange(into, key, { op: 'insert', model: shaper.watch.name, id, row })
     }
   }
 
@@ -121,10 +165,26 @@ export class ChangeRouter {
     if (!tuple) return
     for (const shaper of shapers) {
       const key = shaper.key(tuple, null)
+      if (shaper.watch.readBack) {
+        this.touch(shaper, shaper.tupleId(tuple), true, key, tuple)
+        continue
+      }
       if (key === null) continue
       const row = shaper.row(tuple, null)
-      push(into, key, { op: 'delete', model: shaper.watch.name, id: shaper.id(row), row })
+      pushChange(into, key, { op: 'delete', model: shaper.watch.name, id: shaper.id(row), row })
     }
+  }
+
+  /** An update of a view-backed model's base row: its old id and key (a new id is a new row). */
+  private touchUpdated(shaper: CompiledShaper, message: UpdateMessage, before: RawTuple | null): void {
+    const id = shaper.tupleId(message.new)
+    const key = shaper.key(message.new, message.old)
+    // Under DEFAULT identity a missing old tuple means the key columns did not change.
+    const oldKey = before ? (shaper.key(before, null) ?? (message.old ? null : key)) : key
+    const oldId = before ? shaper.tupleId(before) : id
+    if (idKey(oldId) === idKey(id)) return this.touch(shaper, id, true, oldKey, before)
+    this.touch(shaper, oldId, true, oldKey, before)
+    this.touch(shaper, id, false, null, null)
   }
 
   /** The watched tables among those truncated. */

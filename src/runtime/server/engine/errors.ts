@@ -11,6 +11,8 @@ export type LiveSyncErrorCode
     | 'NO_PRIVILEGE'
     | 'NO_SLOTS'
     | 'REPLICATION'
+    /** A snapshot request names a model or association that cannot be read. */
+    | 'SNAPSHOT'
 
 export class LiveSyncError extends Error {
   constructor(

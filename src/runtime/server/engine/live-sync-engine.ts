@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto'
 import type { ClientConfig } from 'pg'
 import type { Sequelize } from 'sequelize'
 import { compareLsn, type Lsn } from '../../shared/lsn'
-import { keyString, type KeyValue, type ModelMeta } from '../../shared/protocol'
-import { ChangeRouter, type KeyedChanges } from './change-router'
+import { keyString, type KeyValue, type ModelMeta, type Row, type SnapshotModel } from '../../shared/protocol'
+import { ChangeRouter, type KeyedChanges, type ViewTouches } from './change-router'
 import { resolveConnectionConfig } from './connection-config'
 import { consoleLogger, LiveSyncError, type LiveSyncLogger } from './errors'
 import type { KeyBatch, Subscriber } from './key-batch'
@@ -18,7 +18,9 @@ import { preflight } from './preflight'
 import type { ReplayBufferOptions } from './replay-buffer'
 import { ReplicationStream } from './replication-stream'
 import type { ParserLookup } from './row-shaper'
+import { readKeyPages, resolveSnapshotModels, snapshotModelMeta, type ResolvedSnapshotModel } from './snapshot-reader'
 import { SubscriptionHub } from './subscription-hub'
+import { ViewReader, waitUntilVisible } from './view-reader'
 import { discoverWatchedModels, type WatchedModel } from './watch-registry'
 
 export interface LiveSyncEngineOptions {
@@ -48,6 +50,40 @@ export interface LiveSyncEngineOptions {
    */
   snapshotMarginMs?: number
 }
+
+export interface SnapshotOptions {
+  /**
+   * Wait until everything dispatched so far is visible to a new snapshot and
+   * use that as the cursor (for a page that has already applied changes up
+   * to now); otherwise the cursor is `snapshotCursor()`, a little behind.
+   */
+  settle?: boolean
+  /** Rows per query and per page handed to `onPage` (default 500). */
+  pageSize?: number
+  /** Checked between pages: stop reading when it says so. */
+  aborted?: () => boolean
+}
+
+export interface SnapshotResult {
+  /** Every transaction up to here is in the snapshot. */
+  cursor: Lsn | null
+  /** The id attributes of the snapshot's models. */
+  models: Record<string, ModelMeta>
+}
+
+/** A committed transaction waiting to be dispatched. */
+interface CommittedTx {
+  cursor: Lsn
+  xid: number
+  keyed: KeyedChanges | null
+  touches: ViewTouches | null
+  truncated: Set<string> | null
+  broken: boolean
+  stream: ReplicationStream
+}
+
+/** Transactions waiting for a read-back beyond which the replication connection is paused. */
+const MAX_PENDING_TRANSACTIONS = 1000
 
 export type EngineStatus = 'idle' | 'starting' | 'streaming' | 'reconnecting' | 'error' | 'stopped'
 
@@ -83,7 +119,14 @@ export class LiveSyncEngine {
   private router: ChangeRouter | null = null
   private stream: ReplicationStream | null = null
   private tx: KeyedChanges | null = null
+  private xid = 0
   private truncated: Set<string> | null = null
+  /** Committed transactions waiting (in commit order) for a read-back before dispatch. */
+  private pending: CommittedTx[] = []
+  private draining = false
+  /** Remembers which view rows were in their view: a new session starts without (changes between sessions were not seen). */
+  private viewReader = new ViewReader()
+  private readonly byName: Map<string, WatchedModel>
   private recent: Array<{ cursor: Lsn, at: number }> = []
   /** The cursor just before `recent[0]`. */
   private recentBase: Lsn | null = null
@@ -113,6 +156,7 @@ export class LiveSyncEngine {
     this.config = resolveConnectionConfig(this.sequelize, options.connection)
     this.watched = discoverWatchedModels(this.sequelize)
     this.models = Object.fromEntries(this.watched.map(watch => [watch.name, { id: watch.id.map(id => id.attribute) }]))
+    this.byName = new Map(this.watched.map(watch => [watch.name, watch]))
     this.hub = new SubscriptionHub(this.logger, options.replay)
   }
 
@@ -137,6 +181,7 @@ export class LiveSyncEngine {
     const stream = this.stream
     this.stream = null
     await this.running?.catch(() => {})
+    this.pending = []
     await stream?.stop()
     // A connect() that was under way may have opened a stream meanwhile.
     await (this.stream as ReplicationStream | null)?.stop()
@@ -185,6 +230,43 @@ export class LiveSyncEngine {
     return this.recentBase ?? this.cursor
   }
 
+  /**
+   * Like `snapshotCursor()`, but waits until every transaction dispatched so
+   * far is visible to a new snapshot (the margin after the newest one), and
+   * resolves with the cursor of the newest one.
+   */
+  async settledCursor(): Promise<Lsn | null> {
+    const cursor = this.cursor
+    const newest = this.recent.at(-1)
+    if (cursor && newest?.cursor === cursor) {
+      const wait = newest.at + (this.options.snapshotMarginMs ?? 100) - Date.now()
+      if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+    }
+    return cursor
+  }
+
+  /** Checks a snapshot request's models (throws a `LiveSyncError` with code SNAPSHOT). */
+  resolveSnapshot(models: readonly SnapshotModel[]): ResolvedSnapshotModel[] {
+    return resolveSnapshotModels(this.byName, models)
+  }
+
+  /**
+   * Reads the current rows of `key` for each of `models` through the app's
+   * Sequelize models, handing them to `onPage` page by page (in the order of
+   * `models`, each in id order). Every transaction up to the returned cursor
+   * is in the snapshot; later ones are the subscriber's to apply.
+   */
+  async snapshot(key: KeyValue, models: readonly SnapshotModel[], onPage: (index: number, rows: Row[]) => void | Promise<void>, options: SnapshotOptions = {}): Promise<SnapshotResult> {
+    const parts = this.resolveSnapshot(models)
+    // Taken before the read: what is visible now is at least this new.
+    const cursor = options.settle ? await this.settledCursor() : this.snapshotCursor()
+    const pageSize = options.pageSize ?? 500
+    for (const [index, part] of parts.entries()) {
+      await readKeyPages(part, key, pageSize, rows => onPage(index, rows), options.aborted)
+    }
+    return { cursor, models: snapshotModelMeta(parts) }
+  }
+
   /** Resolves when the engine reaches `status` (for tests and health checks). */
   waitFor(status: EngineStatus, timeoutMs = 10_000): Promise<void> {
     if (this.status === status) return Promise.resolve()
@@ -230,6 +312,7 @@ export class LiveSyncEngine {
         publication: this.publication,
         slotName: `live_sync_${process.pid}_${randomBytes(4).toString('hex')}`,
         idleTimeoutMs: this.options.idleTimeoutMs,
+        dispatched: () => this.pending.length === 0,
         onMessage: message => this.onMessage(message, stream!),
       })
       this.stream = stream
@@ -253,6 +336,9 @@ export class LiveSyncEngine {
     this.attempt = 0
     // Nothing from before the new slot can be replayed: the history restarts here.
     this.hub.buffer.reset(consistentPoint)
+    // Transactions of the previous session still waiting are covered by the resync below.
+    this.pending = []
+    this.viewReader = new ViewReader()
     this.recent = []
     this.recentBase = consistentPoint
     this.cursor = consistentPoint
@@ -316,7 +402,9 @@ export class LiveSyncEngine {
     switch (message.tag) {
       case 'begin':
         this.tx = new Map()
+        this.xid = message.xid
         this.truncated = null
+        router.takeTouches()
         return
       case 'relation':
         router.relation(message)
@@ -334,28 +422,76 @@ export class LiveSyncEngine {
         for (const table of router.truncated(message)) (this.truncated ??= new Set()).add(table)
         return
       case 'commit':
-        this.dispatch(message.commitEndLsn)
-        stream.acknowledge(message.commitEndLsn)
+        this.commit({ cursor: message.commitEndLsn, xid: this.xid, keyed: this.tx, touches: router.takeTouches(), truncated: this.truncated, broken: this.txBroken, stream })
+    }
+  }
+
+  /**
+   * A transaction of plain tables is dispatched and acknowledged at once
+   * (no query, no await). One that touched a view model's base table waits
+   * for its read-back, and every later transaction waits behind it, so
+   * batches keep commit order across keys.
+   */
+  private commit(tx: CommittedTx): void {
+    this.tx = null
+    this.truncated = null
+    this.txBroken = false
+    if (this.pending.length === 0 && !tx.touches) {
+      this.dispatch(tx)
+      tx.stream.acknowledge(tx.cursor)
+      return
+    }
+    this.pending.push(tx)
+    if (this.pending.length >= MAX_PENDING_TRANSACTIONS) tx.stream.pause()
+    void this.drain()
+  }
+
+  private async drain(): Promise<void> {
+    if (this.draining) return
+    this.draining = true
+    try {
+      while (this.pending.length > 0) {
+        const tx = this.pending[0]!
+        if (tx.touches) {
+          try {
+            await waitUntilVisible(this.sequelize, tx.xid)
+            await this.viewReader.readBack(tx.touches, tx.keyed ??= new Map())
+          }
+          catch (error) {
+            // The view rows cannot be known: their subscribers must reload.
+            tx.broken = true
+            this.report(new LiveSyncError('REPLICATION', `could not read back the view rows of a transaction: ${(error as Error)?.message ?? error}`, { cause: error }))
+          }
+        }
+        // A new session began meanwhile (its start told every subscriber to resync).
+        if (this.pending[0] !== tx) continue
+        this.pending.shift()
+        if (tx.stream !== this.stream) continue
+        this.dispatch(tx)
+        tx.stream.acknowledge(tx.cursor)
+        if (this.pending.length < MAX_PENDING_TRANSACTIONS / 2) tx.stream.resume()
+      }
+    }
+    finally {
+      this.draining = false
     }
   }
 
   /** Hands a committed transaction to the hub, one batch per key. */
-  private dispatch(cursor: Lsn): void {
+  private dispatch(tx: CommittedTx): void {
     const now = Date.now()
-    const tx = this.tx
-    this.tx = null
+    const cursor = tx.cursor
     // Postgres streams transactions in commit order; a cursor never goes back.
     if (this.cursor && compareLsn(cursor, this.cursor) < 0) return
     this.cursor = cursor
     this.recent.push({ cursor, at: now })
     if (this.recent.length > 4096) this.recentBase = this.recent.splice(0, 2048).at(-1)!.cursor
-    if (tx) for (const [key, changes] of tx) this.hub.publish(key, cursor, changes, now)
-    if (this.truncated) {
+    if (tx.keyed) for (const [key, changes] of tx.keyed) this.hub.publish(key, cursor, changes, now)
+    if (tx.truncated) {
       this.hub.buffer.raiseFloor(cursor)
-      this.hub.resyncAll('truncate', cursor, [...this.truncated])
-      this.truncated = null
+      this.hub.resyncAll('truncate', cursor, [...tx.truncated])
     }
-    if (this.txBroken) {
+    if (tx.broken || this.txBroken) {
       this.txBroken = false
       this.hub.buffer.raiseFloor(cursor)
       this.hub.resyncAll('gap', cursor)

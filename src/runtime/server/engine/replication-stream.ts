@@ -47,6 +47,11 @@ export interface ReplicationStreamOptions {
   onMessage: (message: PgoutputMessage) => void
   /** Silence after which the connection counts as dead, in ms. */
   idleTimeoutMs?: number
+  /**
+   * Whether every transaction received so far has been dispatched (some wait
+   * for a read-back): only then may a keepalive's position be confirmed.
+   */
+  dispatched?: () => boolean
 }
 
 export class ReplicationStream {
@@ -60,6 +65,7 @@ export class ReplicationStream {
   private lastActivity = Date.now()
   private watchdog: NodeJS.Timeout | null = null
   private stopping = false
+  private paused = false
   private resolveClosed!: (error: Error | null) => void
   /** Where the slot starts: nothing committed before it is streamed. */
   consistentPoint: Lsn | null = null
@@ -85,7 +91,7 @@ export class ReplicationStream {
       // Between transactions everything up to the keepalive's position has
       // been dispatched: confirming it lets Postgres recycle WAL that only
       // unwatched tables wrote.
-      if (!this.inTransaction) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, normalizeLsn(lsn))
+      if (!this.inTransaction && (this.options.dispatched?.() ?? true)) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, normalizeLsn(lsn))
       if (shouldRespond) this.flushAck()
     })
     this.service.on('error', () => {}) // surfaced through the subscribe() promise
@@ -131,6 +137,27 @@ export class ReplicationStream {
     })
   }
 
+  /**
+   * Stops reading from the replication connection (Postgres holds the WAL
+   * back meanwhile): transactions waiting for dispatch stay bounded.
+   */
+  pause(): void {
+    if (this.paused) return
+    this.paused = true
+    this.socket()?.pause?.()
+  }
+
+  resume(): void {
+    if (!this.paused) return
+    this.paused = false
+    this.socket()?.resume?.()
+  }
+
+  /** The replication connection's socket (pg-logical-replication keeps it internal). */
+  private socket(): { pause?: () => void, resume?: () => void } | undefined {
+    return (this.service as unknown as { _connection?: { stream?: { pause?: () => void, resume?: () => void } } })._connection?.stream
+  }
+
   private flushAck(ping = false): void {
     const lsn = this.pendingAck ?? this.acked
     this.pendingAck = null
@@ -149,7 +176,8 @@ export class ReplicationStream {
     const timeout = this.options.idleTimeoutMs ?? 30_000
     let seen = this.received
     this.watchdog = setInterval(() => {
-      if (this.received !== seen) {
+      // A paused stream is silent on purpose.
+      if (this.received !== seen || this.paused) {
         seen = this.received
         this.lastActivity = Date.now()
       }

@@ -20,6 +20,12 @@ export interface WatchedModel {
   model: ModelStatic<Model>
   /** The table changes come from, schema-qualified: `public.tasks`. */
   table: string
+  /**
+   * The model reads from another relation than `table` (a view on it): its
+   * changes are read back through the model, by id, after each transaction
+   * that touched `table`, so rows leave and enter as the view says.
+   */
+  readBack: boolean
   key: WatchedAttribute
   id: WatchedAttribute[]
   /** The attributes the model's JSON carries, in the model's order. */
@@ -119,6 +125,7 @@ export function describeWatchedModel(model: ModelStatic<Model>, options: LiveSyn
     throw new LiveSyncError('WATCH_OPTIONS', `model ${model.name}: liveSync.table must be a table name such as 'tasks' or 'app.tasks', got ${JSON.stringify(options.table)}.`)
   }
   const table = qualifyTable(options.table ?? model.tableName, modelSchema(model))
+  const relation = qualifyTable(model.tableName, modelSchema(model))
 
   // What a row may expose: the default scope's attributes, narrowed by liveSync.attributes / exclude.
   const only = attributeList(model, attributes, options.attributes, 'attributes')
@@ -137,6 +144,7 @@ export function describeWatchedModel(model: ModelStatic<Model>, options: LiveSyn
     name: model.name,
     model,
     table,
+    readBack: relation !== table,
     key,
     id,
     attributes: stored.map(name => ({ attribute: name, field: attributes[name]!.field ?? name })),

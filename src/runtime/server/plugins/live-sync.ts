@@ -7,11 +7,14 @@
  */
 import type { AdapterOptions } from 'crossws'
 import type { Sequelize } from 'sequelize'
+import { getRequestURL, type H3Event } from 'h3'
 import { defineNitroPlugin, useRuntimeConfig } from '#imports'
+import { keyString, type KeyValue, type Row, type SnapshotModel } from '../../shared/protocol'
+import type { ServerSnapshot } from '../../shared/server-snapshot'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
 import { installFrameLimit } from '../frame-limit'
 import { defaultAccessNotice } from '../default-access'
-import { liveSyncAccess } from '../utils/live-sync-authorize'
+import { authorizeLiveSync, liveSyncAccess } from '../utils/live-sync-authorize'
 import { setLiveSyncEngine } from '../utils/live-sync-engine'
 import { useLiveSyncSettings } from '../utils/live-sync-settings'
 import { countLiveSync } from '../utils/live-sync-stats'
@@ -74,9 +77,33 @@ export default defineNitroPlugin((nitroApp) => {
     await engine.start()
   })()
 
-  // The cursor a server-rendered page's data is at least as new as.
+  /**
+   * A snapshot for a server-rendered page (`useLiveSync` without a `ref`),
+   * authorized by the same hook as a subscription, with the page's request.
+   */
+  const snapshotFor = async (event: H3Event, key: KeyValue, models: SnapshotModel[]): Promise<ServerSnapshot> => {
+    await ready
+    if (!engine) throw new Error('[live-sync] live sync is not configured on this server (its log says why)')
+    try {
+      // The page's request, with the event's context (h3 session helpers read it), as a socket's upgrade request is.
+      const request = Object.assign(new Request(getRequestURL(event), { headers: event.headers }), { context: event.context })
+      await authorizeLiveSync({ key, request, event })
+    }
+    catch (error) {
+      const reason = (error as { statusMessage?: string, message?: string })?.statusMessage ?? (error as Error)?.message
+      throw Object.assign(new Error(`[live-sync] subscription to ${JSON.stringify(keyString(key))} refused${reason ? `: ${reason}` : ''}`), { code: 'forbidden' })
+    }
+    const rows: Row[][] = models.map(() => [])
+    const result = await engine.snapshot(key, models, (index, page) => {
+      for (const row of page) rows[index]!.push(row)
+    })
+    return { cursor: result.cursor, models: result.models, rows }
+  }
+
   nitroApp.hooks.hook('request', (event) => {
+    // The cursor a server-rendered page's data is at least as new as.
     event.context.liveSyncCursor = engine?.snapshotCursor() ?? null
+    event.context.liveSyncSnapshot = (key, models) => snapshotFor(event, key, models)
   })
 
   nitroApp.hooks.hook('close', async () => {

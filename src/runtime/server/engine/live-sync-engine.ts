@@ -256,7 +256,7 @@ export class LiveSyncEngine {
 
   /** Logs `message` at debug level when `key` is one of `debugKeys`. */
   explain(key: string, message: string): void {
-    if (this.debugKeys?.has(key)) this.logger.debug?.(`key ${JSON.stringify(key)}: ${message}`)
+    if (this.debugKeys?.has(key)) this.logger.debug?.(`[live-sync] key ${JSON.stringify(key)}: ${message}`)
   }
 
   /** Whether `key`'s routing is explained (`debugKeys`). */

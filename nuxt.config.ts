@@ -15,6 +15,8 @@ export default defineNuxtConfig({
   // regenerates the root .nuxt/) can run while the playground is up.
   $development: {
     buildDir: 'playground/.nuxt',
+    // Nuxt DevTools (Shift+Alt+D, or the button at the bottom), with live sync's own "Live Sync" tab.
+    devtools: { enabled: true },
   },
   devtools: { enabled: false },
   app: {

@@ -9,10 +9,11 @@
  * transactions it received with their latency, and what was refused; and
  * it opens inside Nuxt DevTools itself.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadNuxt } from '@nuxt/kit'
+import { readCachedModelTypes } from '../../src/model-types'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { launchBrowser, newTestPage, waitForLive } from '../support/browser'
@@ -24,6 +25,7 @@ import { waitFor } from '../support/wait'
 const db = await createFixtureDatabase('e2e_devtools', { tasks: [{ organizationId: 1, title: 'alpha' }, { organizationId: 2, title: 'bravo' }] })
 let server: DevServer
 let browser: Browser
+const startedAt = Date.now()
 
 beforeAll(async () => {
   // The fixture's authorize handler: a page's cookie `orgs=1` lets it read organization 1 only.
@@ -89,6 +91,16 @@ describe('the Live Sync tab of Nuxt DevTools', () => {
       rmSync(buildDir, { recursive: true, force: true })
     }
   }, 120_000)
+
+  it('has the dev server write the model types it discovered (for the editor) and cache them for the next build', async () => {
+    const cache = join(FIXTURE_DIR, '.nuxt-dev/cache/nuxt-live-sync/models.json')
+    const cached = await waitFor(() => readCachedModelTypes(cache), { message: `no ${cache}` })
+    expect(cached.writtenAt).toBeGreaterThanOrEqual(startedAt)
+    expect(cached.models.map(model => model.name)).toEqual(['Organization', 'Task', 'User', 'Project', 'OpenTodo'])
+    const declaration = readFileSync(join(FIXTURE_DIR, '.nuxt-dev/types/live-sync-models.d.ts'), 'utf8')
+    expect(declaration).toContain('interface LiveSyncWatchedModels {')
+    expect(declaration).toContain('    Task: {\n      id: number\n')
+  })
 
   it('shows the server when opened directly: streaming, the publication, the models, subscribed keys, transactions, refusals', async () => {
     const app = await appPage()

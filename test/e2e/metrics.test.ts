@@ -4,12 +4,15 @@
  * parses with a real Prometheus text-format parser, speaks OpenMetrics to a
  * scraper that asks for it, and its counters move with the traffic:
  * transactions and rows after an insert, the latency histogram, sockets,
- * keys and subscribers, refused subscriptions, the slot's lag.
+ * keys and subscribers, refused subscriptions, the slot's lag. And the
+ * DevTools tab left nothing in the production build.
  */
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fetch } from '@nuxt/test-utils/e2e'
 import parsePrometheusTextFormat, { type ParsedFamily } from 'parse-prometheus-text-format'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { frameOf, LiveSyncTestClient, setupFixtureServer, waitForLiveSync } from '../support/fixture-server'
+import { FIXTURE_OUTPUT_DIR, frameOf, LiveSyncTestClient, setupFixtureServer, waitForLiveSync } from '../support/fixture-server'
 import { createFixtureDatabase } from '../support/schema'
 import { waitFor } from '../support/wait'
 
@@ -36,6 +39,26 @@ function value(families: Map<string, ParsedFamily>, name: string, labels: Record
   if (!sample) throw new Error(`no sample ${name}${JSON.stringify(labels)}`)
   return Number(sample.value ?? sample.count)
 }
+
+describe('a production build', () => {
+  it('has none of the DevTools tab\'s routes', async () => {
+    expect((await fetch('/_live_sync/devtools')).status).toBe(404)
+    expect((await fetch('/_live_sync/devtools/state')).status).toBe(404)
+  })
+
+  it('ships none of the tab\'s code: no inspector in the browser bundle, no DevTools handler on the server', () => {
+    const files = (dir: string): string[] => readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter(entry => entry.isFile() && /\.m?js$/.test(entry.name))
+      .map(entry => join(entry.parentPath, entry.name))
+    const client = files(join(FIXTURE_OUTPUT_DIR, 'public/_nuxt'))
+    expect(client.length).toBeGreaterThan(0)
+    // The inspector's own text, and the client's code (so the search reads the right files).
+    expect(client.filter(file => readFileSync(file, 'utf8').includes('asked to reload the key\'s data'))).toEqual([])
+    expect(client.some(file => readFileSync(file, 'utf8').includes('this tab did not keep up with its updates'))).toBe(true)
+    const server = files(join(FIXTURE_OUTPUT_DIR, 'server'))
+    expect(server.filter(file => readFileSync(file, 'utf8').includes('live-sync-devtools'))).toEqual([])
+  })
+})
 
 describe('GET /_live_sync/metrics', () => {
   it('refuses a scrape the app\'s handler refuses', async () => {

@@ -71,7 +71,7 @@ describe('the Live Sync tab of Nuxt DevTools', () => {
         try {
           const tabs: Array<{ name: string, title: string, view: { type: string, src?: string } }> = []
           await nuxt.callHook('devtools:customTabs' as never, tabs as never)
-          const routes = nuxt.options.serverHandlers.map(handler => handler.route)
+          const routes = (nuxt.options.serverHandlers as Array<{ route?: string }>).map(handler => handler.route)
           if (dev) {
             expect(tabs).toContainEqual(expect.objectContaining({ name: 'live-sync', title: 'Live Sync', view: expect.objectContaining({ type: 'iframe', src: '/_live_sync/devtools' }) }))
             expect(routes).toEqual(expect.arrayContaining(['/_live_sync/devtools', '/_live_sync/devtools/state']))

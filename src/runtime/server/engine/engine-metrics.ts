@@ -39,13 +39,13 @@ export class EngineMetrics {
   /** Resync notices delivered to subscribers, by reason. */
   readonly resyncs: Record<ResyncReason, number> = { 'gap': 0, 'truncate': 0, 'too-old': 0 }
   /** Latency counts per bucket (not cumulative); the last one is +Inf. */
-  private readonly latencyCounts = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0)
+  private readonly latencyCounts = Array.from({ length: LATENCY_BUCKETS.length + 1 }, () => 0)
   private latencySum = 0
   private latencyCount = 0
   /** Transactions and rows of each of the last seconds (the current one too), by second modulo SLOTS. */
-  private readonly slotSecond = new Array<number>(SLOTS).fill(-1)
-  private readonly slotTransactions = new Array<number>(SLOTS).fill(0)
-  private readonly slotRows = new Array<number>(SLOTS).fill(0)
+  private readonly slotSecond = Array.from({ length: SLOTS }, () => -1)
+  private readonly slotTransactions = Array.from({ length: SLOTS }, () => 0)
+  private readonly slotRows = Array.from({ length: SLOTS }, () => 0)
 
   /** A transaction was dispatched `now` (ms, `preciseNow()`), committed at `commitTime` (ms). */
   dispatched(commitTime: number, rows: number, now: number): void {

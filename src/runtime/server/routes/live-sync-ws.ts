@@ -76,9 +76,10 @@ const REFUSALS: Partial<Record<ErrorCode, keyof LiveSyncStats>> = {
   'unavailable': 'unavailable',
 }
 
-function refused(key: string, code: ErrorCode, reason: string): void {
+function refused(key: string, code: ErrorCode, message: string): void {
   const counter = REFUSALS[code]
   if (counter) countLiveSync(counter)
+  const reason = message.replace(/^\[live-sync\] /, '')
   recordLiveSyncEvent({ at: Date.now(), code, keys: [key], reason })
   useLiveSyncEngine()?.explain(key, `subscription refused (${code}): ${reason}`)
 }

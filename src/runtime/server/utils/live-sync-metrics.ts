@@ -7,6 +7,7 @@
 import { createError, type H3Event } from 'h3'
 import { useNitroApp, useRuntimeConfig } from 'nitropack/runtime'
 import { defaultAccess, type DefaultAccess } from '../default-access'
+import { hasHookHandler } from './live-sync-authorize'
 
 /** What a `live-sync:metrics-authorize` handler is given. */
 export interface LiveSyncMetricsAuthorizeContext {
@@ -22,8 +23,7 @@ function flag(value: unknown): boolean {
 
 /** Whether the app registered a `live-sync:metrics-authorize` handler. */
 export function hasLiveSyncMetricsAuthorizer(nitroApp = useNitroApp()): boolean {
-  const hooks = (nitroApp.hooks as unknown as { _hooks?: Record<string, unknown[] | undefined> })._hooks
-  return (hooks?.[HOOK]?.length ?? 0) > 0
+  return hasHookHandler(nitroApp, HOOK)
 }
 
 /** How scrapes are decided on this server. */

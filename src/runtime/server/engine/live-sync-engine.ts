@@ -163,6 +163,7 @@ export class LiveSyncEngine {
   private txCommitTime = 0
   private readonly debugKeys: Set<string> | null
   private inspection: { at: number, result: Promise<SlotInspection | null> } | null = null
+  private publicationInspection: { at: number, result: Promise<SlotInspection | null> } | null = null
 
   constructor(options: LiveSyncEngineOptions) {
     if (!options?.sequelize || typeof options.sequelize.getDialect !== 'function') {
@@ -297,10 +298,16 @@ export class LiveSyncEngine {
 
   /**
    * The publication's tables as Postgres lists them, and whether it is
-   * `FOR ALL TABLES` (for the DevTools tab); null when the database cannot be asked.
+   * `FOR ALL TABLES` (for the DevTools tab; asked at most every 5 s); null
+   * when the database cannot be asked.
    */
   async publicationTables(): Promise<{ tables: string[], allTables: boolean } | null> {
-    const inspected = await inspectSlot(this.config, this.slotName ?? '', this.publication).catch(() => null)
+    const now = Date.now()
+    if (!this.publicationInspection || now - this.publicationInspection.at > 5000) {
+      const result = inspectSlot(this.config, this.slotName ?? '', this.publication).catch(() => null)
+      this.publicationInspection = { at: now, result }
+    }
+    const inspected = await this.publicationInspection.result
     return inspected ? { tables: inspected.publicationTables ?? [], allTables: inspected.allTables ?? false } : null
   }
 

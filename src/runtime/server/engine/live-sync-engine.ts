@@ -216,7 +216,7 @@ export class LiveSyncEngine {
     await (this.stream as ReplicationStream | null)?.stop()
     this.stream = null
     this.running = null
-    if (this.status !== 'stopped' && this.status !== 'idle') this.logger.info('[live-sync] stopped; the replication slot is dropped.')
+    if (this.status !== 'stopped' && this.status !== 'idle') this.logger.info(`[live-sync] stopped${stream ? '; its temporary replication slot is dropped' : ''}.`)
     this.slotName = null
     this.setStatus('stopped')
   }
@@ -258,11 +258,6 @@ export class LiveSyncEngine {
   /** Logs `message` at debug level when `key` is one of `debugKeys`. */
   explain(key: string, message: string): void {
     if (this.debugKeys?.has(key)) this.logger.debug?.(`[live-sync] key ${JSON.stringify(key)}: ${message}`)
-  }
-
-  /** Whether `key`'s routing is explained (`debugKeys`). */
-  debugs(key: string): boolean {
-    return this.debugKeys?.has(key) ?? false
   }
 
   /**

@@ -11,9 +11,11 @@ export default defineNuxtConfig({
   // The module's source, loaded through jiti. An absolute path: it is the very
   // entry `nuxt-module-build prepare` adds, so the module is installed once.
   modules: [resolve('./src/module')],
-  // The dev server builds into playground/.nuxt, so `npm test` (which
-  // regenerates the root .nuxt/) can run while the playground is up.
   $development: {
+    // Nuxt DevTools (Shift+Alt+D, or the button at the bottom), with live sync's own "Live Sync" tab.
+    devtools: { enabled: true },
+    // The dev server builds into playground/.nuxt, so `npm test` (which
+    // regenerates the root .nuxt/) can run while the playground is up.
     buildDir: 'playground/.nuxt',
   },
   devtools: { enabled: false },

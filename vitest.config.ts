@@ -39,6 +39,22 @@ export default defineConfig({
         extends: true,
         test: { name: 'load', include: LOAD_TESTS, fileParallelism: false, sequence: { groupOrder: 1 } },
       },
+      // Type tests (expectTypeOf, nothing runs) in the fixture app's own contexts, with the
+      // declarations Nuxt generated for it (`nuxi prepare test/fixtures/app`, done by npm test).
+      {
+        test: {
+          name: 'types-app',
+          include: [],
+          typecheck: { enabled: true, only: true, include: ['test/fixtures/app/test/nuxt/**/*.test-d.ts'], tsconfig: 'test/fixtures/app/.nuxt/tsconfig.app.json' },
+        },
+      },
+      {
+        test: {
+          name: 'types-server',
+          include: [],
+          typecheck: { enabled: true, only: true, include: ['test/fixtures/app/server/types/**/*.test-d.ts'], tsconfig: 'test/fixtures/app/.nuxt/tsconfig.server.json' },
+        },
+      },
     ],
   },
 })

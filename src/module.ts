@@ -5,9 +5,12 @@
  * crossws route it streams over, the auto-imported `useLiveSync`
  * composable, and the types (watch options on Sequelize models).
  */
-import { addImports, addPlugin, addServerHandler, addServerImports, addServerPlugin, addTypeTemplate, createResolver, defineNuxtModule, resolvePath } from '@nuxt/kit'
+import { join } from 'node:path'
+import { addImports, addPlugin, addServerHandler, addServerImports, addServerPlugin, addTypeTemplate, createResolver, defineNuxtModule, resolvePath, useLogger } from '@nuxt/kit'
 import { defu } from 'defu'
 import { guardDevWebSocketUpgrades } from './dev-upgrade-guard'
+import { loadModelTypes, readCachedModelTypes, type LoadedModelTypes } from './model-types'
+import { renderModelDeclarations } from './runtime/server/model-declarations'
 import { DEFAULT_LIMITS, normalizeOrigin, type LiveSyncLimits } from './runtime/server/security-settings'
 
 export interface ModuleOptions {
@@ -62,9 +65,29 @@ export interface ModuleOptions {
   trustProxy?: boolean
   /** Bounds per socket (runtime config `NUXT_LIVE_SYNC_LIMITS_MAX_FRAME_BYTES`, …). */
   limits?: Partial<LiveSyncLimits>
+  /**
+   * Serve metrics for Prometheus at `GET <path>/metrics` (default off). Each
+   * scrape passes the `live-sync:metrics-authorize` Nitro hook; without a
+   * handler a production server refuses (403), unless `{ public: true }` says
+   * the app or its proxy protects the route (runtime config
+   * `NUXT_LIVE_SYNC_METRICS_PUBLIC`).
+   */
+  metrics?: boolean | { public?: boolean }
+  /**
+   * Keys whose routing the server explains at debug level, one line per
+   * decision (each transaction's changes for the key, subscriptions,
+   * replays, refusals, resyncs), e.g. `['5']`. Runtime config:
+   * `NUXT_LIVE_SYNC_DEBUG_KEYS` (comma separated).
+   */
+  debugKeys?: Array<string | number>
 }
 
 const IDENTIFIER = /^[a-z_][\w$]{0,62}$/i
+
+/** `joinURL('/', '/_live_sync', 'metrics')` → `/_live_sync/metrics`. */
+function joinURL(...parts: string[]): string {
+  return `/${parts.map(part => part.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/')}`
+}
 
 export default defineNuxtModule<ModuleOptions>({
   meta: {
@@ -85,11 +108,19 @@ export default defineNuxtModule<ModuleOptions>({
     for (const origin of options.allowedOrigins ?? []) {
       if (!normalizeOrigin(origin)) throw new Error(`[live-sync] liveSync.allowedOrigins: ${JSON.stringify(origin)} is not an origin such as "https://admin.example.com".`)
     }
+    if (options.debugKeys !== undefined && (!Array.isArray(options.debugKeys) || options.debugKeys.some(key => typeof key !== 'string' && typeof key !== 'number'))) {
+      throw new Error(`[live-sync] liveSync.debugKeys must be an array of keys such as ['5'], got ${JSON.stringify(options.debugKeys)}.`)
+    }
+    if (options.metrics !== undefined && typeof options.metrics !== 'boolean' && (typeof options.metrics !== 'object' || options.metrics === null)) {
+      throw new Error(`[live-sync] liveSync.metrics must be true, false or { public: true }, got ${JSON.stringify(options.metrics)}.`)
+    }
     for (const [name, value] of Object.entries(options.limits ?? {})) {
       if (!(name in DEFAULT_LIMITS)) throw new Error(`[live-sync] liveSync.limits.${name} is not a limit (known: ${Object.keys(DEFAULT_LIMITS).join(', ')}).`)
       if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`[live-sync] liveSync.limits.${name} must be a positive integer, got ${JSON.stringify(value)}.`)
     }
 
+    const metrics = options.metrics === true ? {} : options.metrics || null
+    const metricsPath = joinURL(options.path!, 'metrics')
     nuxt.options.runtimeConfig.liveSync = defu(nuxt.options.runtimeConfig.liveSync as object | undefined, {
       databaseUrl: options.databaseUrl ?? '',
       publication: options.publication!,
@@ -101,6 +132,9 @@ export default defineNuxtModule<ModuleOptions>({
       allowedOrigins: (options.allowedOrigins ?? []).join(','),
       trustProxy: options.trustProxy ?? false,
       limits: { ...DEFAULT_LIMITS, ...options.limits },
+      // A string, so that NUXT_LIVE_SYNC_DEBUG_KEYS (comma separated) replaces it alike.
+      debugKeys: (options.debugKeys ?? []).map(String).join(','),
+      metrics: { enabled: metrics !== null, public: metrics?.public ?? false, path: metricsPath },
     })
     nuxt.options.runtimeConfig.public.liveSync = defu(nuxt.options.runtimeConfig.public.liveSync as object | undefined, {
       path: options.path,
@@ -115,15 +149,38 @@ export default defineNuxtModule<ModuleOptions>({
     nuxt.options.alias['#live-sync'] = resolver.resolve('./runtime/shared/index')
 
     const sequelizeModule = options.sequelize ? await resolvePath(options.sequelize, { cwd: nuxt.options.rootDir }) : null
+    // What the dev server writes once it discovered the models (kept by `nuxi` across builds: .nuxt/cache survives).
+    const modelTypesFile = join(nuxt.options.buildDir, 'types/live-sync-models.d.ts')
+    const modelCacheFile = join(nuxt.options.buildDir, 'cache/nuxt-live-sync/models.json')
+    const devtoolsPage = resolver.resolve('./runtime/devtools/live-sync-devtools.html')
     nuxt.hook('nitro:config', (nitroConfig) => {
       nitroConfig.virtual ||= {}
       nitroConfig.virtual['#live-sync/sequelize'] = sequelizeModule
         ? `import * as app from ${JSON.stringify(sequelizeModule)}\nconst exports = app\nexport const configured = ${JSON.stringify(options.sequelize)}\nexport default exports['sequelize'] ?? exports['default'] ?? null\n`
         : 'export const configured = null\nexport default null\n'
+      // Development only: where the dev server writes the model types, and the DevTools page.
+      if (nuxt.options.dev) {
+        nitroConfig.virtual['#live-sync/dev'] = `export const modelTypesFile = ${JSON.stringify(modelTypesFile)}\nexport const modelCacheFile = ${JSON.stringify(modelCacheFile)}\nexport const sequelizeModule = ${JSON.stringify(options.sequelize ?? null)}\nexport const devtoolsPage = ${JSON.stringify(devtoolsPage)}\n`
+      }
     })
 
     addServerPlugin(resolver.resolve('./runtime/server/plugins/live-sync'))
     addServerHandler({ route: options.path!, handler: resolver.resolve('./runtime/server/routes/live-sync-ws') })
+    if (metrics) addServerHandler({ route: metricsPath, method: 'get', handler: resolver.resolve('./runtime/server/routes/live-sync-metrics') })
+    if (nuxt.options.dev) {
+      // Nuxt DevTools' "Live Sync" tab and what it reads; none of it exists in a production build.
+      const devtoolsPath = joinURL(options.path!, 'devtools')
+      addServerHandler({ route: devtoolsPath, method: 'get', handler: resolver.resolve('./runtime/server/routes/live-sync-devtools') })
+      addServerHandler({ route: joinURL(devtoolsPath, 'state'), method: 'get', handler: resolver.resolve('./runtime/server/routes/live-sync-devtools-state') })
+      addServerPlugin(resolver.resolve('./runtime/server/plugins/live-sync-dev'))
+      const { addCustomTab } = await import('@nuxt/devtools-kit')
+      addCustomTab({
+        name: 'live-sync',
+        title: 'Live Sync',
+        icon: 'carbon:data-share',
+        view: { type: 'iframe', src: joinURL(nuxt.options.app.baseURL, devtoolsPath) },
+      }, nuxt)
+    }
     addServerImports([
       { name: 'useLiveSyncEngine', from: resolver.resolve('./runtime/server/utils/live-sync-engine') },
       { name: 'authorizeLiveSync', from: resolver.resolve('./runtime/server/utils/live-sync-authorize') },
@@ -132,6 +189,28 @@ export default defineNuxtModule<ModuleOptions>({
     ])
     addImports([{ name: 'useLiveSync', from: resolver.resolve('./runtime/app/composables/useLiveSync') }])
     addPlugin({ src: resolver.resolve('./runtime/app/plugins/live-sync.client'), mode: 'client' })
+
+    // `useLiveSync`'s model names and rows, from the app's watched models (see model-types.ts).
+    let loaded: Promise<LoadedModelTypes> | null = null
+    let reported = false
+    addTypeTemplate({
+      filename: 'types/live-sync-models.d.ts',
+      getContents: async () => {
+        const source = `the watched models of ${options.sequelize}`
+        if (!sequelizeModule) return renderModelDeclarations(null, 'liveSync.sequelize is not set; model names are not checked')
+        loaded ??= loadModelTypes(sequelizeModule, { rootDir: nuxt.options.rootDir, alias: nuxt.options.alias })
+        const result = await loaded
+        const cached = readCachedModelTypes(modelCacheFile)
+        // The dev server's discovery, when newer than this process's import or when the import found none.
+        if (cached && (!result.models || cached.writtenAt > result.at)) return renderModelDeclarations(cached.models, source)
+        if (result.models) return renderModelDeclarations(result.models, source)
+        if (!reported) {
+          reported = true
+          useLogger('live-sync').info(`model names in useLiveSync are not checked: ${options.sequelize} gave no models at build time (${result.problem}). Define the models when NUXT_LIVE_SYNC_TYPES is set, or run \`nuxi dev\` once with a database (see the README, "Typed model names").`)
+        }
+        return renderModelDeclarations(null, `no models known at build time (${result.problem}); model names are not checked`)
+      },
+    }, { nuxt: true })
 
     // Ambient, so no top-level import: a module file would make it an augmentation of a module that does not exist.
     addTypeTemplate({
@@ -143,6 +222,13 @@ declare module '#live-sync/sequelize' {
   const sequelize: import('sequelize').Sequelize | (() => import('sequelize').Sequelize | Promise<import('sequelize').Sequelize>) | null
   export default sequelize
 }
+
+declare module '#live-sync/dev' {
+  export const modelTypesFile: string
+  export const modelCacheFile: string
+  export const sequelizeModule: string | null
+  export const devtoolsPage: string
+}
 `,
     }, { nitro: true })
 
@@ -151,10 +237,11 @@ declare module '#live-sync/sequelize' {
       getContents: () => `// Generated by nuxt-live-sync
 import type { LiveSyncClient } from ${JSON.stringify(resolver.resolve('./runtime/app/live-sync-client'))}
 import type { LiveSyncAuthorizeContext, LiveSyncRequest } from ${JSON.stringify(resolver.resolve('./runtime/server/utils/live-sync-authorize'))}
+import type { LiveSyncMetricsAuthorizeContext } from ${JSON.stringify(resolver.resolve('./runtime/server/utils/live-sync-metrics'))}
 import type { KeyValue, SnapshotModel } from ${JSON.stringify(resolver.resolve('./runtime/shared/protocol'))}
 import type { ServerSnapshot } from ${JSON.stringify(resolver.resolve('./runtime/shared/server-snapshot'))}
 export type {} from ${JSON.stringify(resolver.resolve('./runtime/server/engine/watch-options'))}
-export type { LiveSyncAuthorizeContext, LiveSyncRequest }
+export type { LiveSyncAuthorizeContext, LiveSyncMetricsAuthorizeContext, LiveSyncRequest }
 
 declare module 'nitropack/types' {
   interface NitroRuntimeHooks {
@@ -164,6 +251,12 @@ declare module 'nitropack/types' {
      * every subscription on every socket (again after each reconnect).
      */
     'live-sync:authorize': (context: LiveSyncAuthorizeContext) => void | Promise<void>
+    /**
+     * Decides whether a scrape of the metrics endpoint (\`liveSync.metrics\`)
+     * may read them: return to allow, throw (e.g. createError({ statusCode: 401 }))
+     * to refuse. Called for every scrape.
+     */
+    'live-sync:metrics-authorize': (context: LiveSyncMetricsAuthorizeContext) => void | Promise<void>
   }
 }
 

@@ -2,7 +2,7 @@
  * A production build of the fixture app with no `live-sync:authorize`
  * handler and `liveSync.public` off: every subscription is refused (and the
  * server says once, at start, what to add); pages from a foreign origin
- * cannot open the socket at all.
+ * cannot open the socket at all; the metrics endpoint refuses every scrape.
  */
 import { fetch } from '@nuxt/test-utils/e2e'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -51,6 +51,19 @@ describe('a production server with no authorize handler', () => {
     const text = lines.join('\n')
     expect(text).toContain('nitroApp.hooks.hook(\'live-sync:authorize\', async ({ key, request }) =>')
     expect(text).toContain('liveSync: { public: true }')
+  })
+})
+
+describe('the metrics endpoint of a production server with no metrics-authorize handler', () => {
+  it('refuses every scrape with 403, and said once, at start, what to add', async () => {
+    const response = await fetch('/_live_sync/metrics')
+    expect(response.status).toBe(403)
+    expect(await response.text()).not.toContain('live_sync_')
+    const lines = await flushServerLogs()
+    const notices = lines.filter(line => line.includes('[live-sync] no \'live-sync:metrics-authorize\' handler'))
+    expect(notices, lines.join('\n')).toHaveLength(1)
+    expect(notices[0]).toMatch(/GET \/_live_sync\/metrics refuses every scrape \(403\)/)
+    expect(lines.join('\n')).toContain('liveSync: { metrics: { public: true } }')
   })
 })
 

@@ -14,6 +14,8 @@ import { createLiveSyncEngine, type LiveSyncEngine } from '../../src/runtime/ser
 
 // Role names are global to the cluster: unique to this file.
 const APP = 'manage_tables_app'
+/** The line the engine logs when it starts streaming (one per state change). */
+const STREAMING = expect.stringMatching(/^\[live-sync\] streaming 2 watched table\(s\) of publication "live_sync" from \d+\/[0-9A-F]+ \(slot live_sync_\d+_[0-9a-f]{8}\)\.$/)
 const adminUrl = () => inject('pgAdminUrl')
 
 async function asAdmin(url: string, sql: string): Promise<void> {
@@ -92,6 +94,7 @@ describe('watched tables are prepared at start-up', () => {
     expect(await tableState(sequelize)).toEqual({ published: ['items'], identities: { audits: 'd', items: 'f' } })
     expect(logs.info).toEqual([
       '[live-sync] prepared the watched tables for live sync: added public.items to publication "live_sync"; set REPLICA IDENTITY FULL on public.items (liveSync.manageTables: false leaves this to you).',
+      STREAMING,
     ])
     // The table it may not change: one warning per fix, with the SQL and who may run it.
     const admin = decodeURIComponent(new URL(adminUrl()).username)
@@ -111,7 +114,7 @@ describe('watched tables are prepared at start-up', () => {
     // A second start finds nothing to change and says nothing about it.
     await engine.stop()
     const again = await start(sequelize)
-    expect(again.logs.info).toEqual([])
+    expect(again.logs.info).toEqual([STREAMING])
   })
 
   it('with a FOR ALL TABLES publication (a superuser\'s migration), makes a table created later REPLICA IDENTITY FULL', async () => {
@@ -125,7 +128,7 @@ describe('watched tables are prepared at start-up', () => {
     expect(await tableState(sequelize)).toEqual({ published: ['audits', 'items'], identities: { audits: 'd', items: 'd' } })
     const { logs } = await start(sequelize)
     expect(await tableState(sequelize)).toEqual({ published: ['audits', 'items'], identities: { audits: 'f', items: 'f' } })
-    expect(logs.info).toEqual([expect.stringMatching(/: set REPLICA IDENTITY FULL on public\.(items|audits); set REPLICA IDENTITY FULL on public\.(items|audits) \(/)])
+    expect(logs.info).toEqual([expect.stringMatching(/: set REPLICA IDENTITY FULL on public\.(items|audits); set REPLICA IDENTITY FULL on public\.(items|audits) \(/), STREAMING])
     expect(logs.warn).toEqual([])
   })
 
@@ -133,7 +136,7 @@ describe('watched tables are prepared at start-up', () => {
     const { sequelize } = await database('manage_tables_off')
     const { logs } = await start(sequelize, false)
     expect(await tableState(sequelize)).toEqual({ published: [], identities: { audits: 'd', items: 'd' } })
-    expect(logs.info).toEqual([])
+    expect(logs.info).toEqual([STREAMING])
     expect(logs.warn).toContainEqual(expect.stringContaining('ALTER PUBLICATION "live_sync" ADD TABLE public.items;   (liveSync.manageTables is off, so the server leaves this to you.)'))
     expect(logs.warn).toContainEqual(expect.stringContaining('ALTER TABLE public.items REPLICA IDENTITY FULL;'))
     expect(logs.warn).toHaveLength(4)

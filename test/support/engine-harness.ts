@@ -17,16 +17,18 @@ export interface CapturedLogs {
   info: string[]
   warn: string[]
   error: string[]
+  debug: string[]
 }
 
 export function captureLogger(): CapturedLogs & { logger: LiveSyncEngineOptions['logger'] } {
-  const logs: CapturedLogs = { info: [], warn: [], error: [] }
+  const logs: CapturedLogs = { info: [], warn: [], error: [], debug: [] }
   return {
     ...logs,
     logger: {
       info: message => logs.info.push(message),
       warn: message => logs.warn.push(message),
       error: message => logs.error.push(message),
+      debug: message => logs.debug.push(message),
     },
   }
 }

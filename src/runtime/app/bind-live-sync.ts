@@ -9,7 +9,7 @@
  */
 import { getCurrentScope, isReactive, onScopeDispose, ref, shallowRef, toRaw, toValue, triggerRef, watch, type MaybeRefOrGetter, type Ref } from 'vue'
 import { compareLsn, type Lsn } from '../shared/lsn'
-import type { LiveSyncModelRow } from '../shared/index'
+import type { LiveSyncModelName, LiveSyncModelRow } from '../shared/index'
 import { forgetListIndex } from '../shared/patch'
 import { patchRow, patchRows, type IncludeKind, type NestedInclude, type RowsSpec } from '../shared/patch-nested'
 import { keyString, rowId, type Change, type KeyValue, type ResyncMessage, type Row, type SnapshotModel, type TxMessage } from '../shared/protocol'
@@ -19,8 +19,8 @@ import type { LiveSyncClient, LiveSyncStatus } from './live-sync-client'
 
 /** How the rows of one association (its alias is the `include` entry's name) nest in each watched row. */
 export interface LiveSyncInclude {
-  /** The nested rows' Sequelize model name. */
-  model: string
+  /** The nested rows' Sequelize model name (checked against the app's watched models once they are known). */
+  model: LiveSyncModelName
   /**
    * has-many: the nested row's attribute holding its parent's id
    * (`projectId` of a task); belongs-to: the watched row's attribute holding
@@ -35,14 +35,14 @@ export interface LiveSyncInclude {
 export interface LiveSyncWatchRef<T = unknown> {
   /** A ref holding a list of rows, or a single row (or null). */
   ref: Ref<T>
-  /** The Sequelize model name whose rows it holds. */
-  model: string
+  /** The Sequelize model name whose rows it holds (checked against the app's watched models once they are known). */
+  model: LiveSyncModelName
   /** Associations nested in each row, kept live too. */
   include?: Record<string, LiveSyncInclude>
 }
 
 /** No ref: `useLiveSync` creates one (see `refs`) and fills it with the key's rows. */
-export interface LiveSyncWatchModel<M extends string = string> {
+export interface LiveSyncWatchModel<M extends LiveSyncModelName = LiveSyncModelName> {
   ref?: undefined
   /** The Sequelize model name; the ref holds the key's rows of it. */
   model: M
@@ -199,6 +199,7 @@ export function bindLiveSync<const W extends Record<string, LiveSyncWatchTarget>
     covered: null,
   }))
   const refs = Object.fromEntries(targets.filter(target => target.owned).map(target => [target.name, target.ref])) as LiveSyncRefs<W>
+  const watched = targets.map(target => ({ name: target.name, model: target.model }))
   let unsubscribe: (() => void) | null = null
   let generation = 0
   // Batches are applied strictly in order, also across an async `sync`/`refresh`/snapshot.
@@ -342,6 +343,7 @@ export function bindLiveSync<const W extends Record<string, LiveSyncWatchTarget>
     else if (owned.length > 0 && owned.length === targets.length) from = null
     status.value = 'connecting'
     unsubscribe = client().subscribe(value, {
+      watch: watched,
       // A batch for a key we left is dropped (the queue may still hold it).
       batch: message => serial(() => (current === generation ? apply(message, current) : undefined)),
       resync: message => serial(() => (current === generation ? resync(message, value, current) : undefined)),

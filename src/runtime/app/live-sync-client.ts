@@ -20,6 +20,7 @@ import {
   type SnapshotModel,
   type TxMessage,
 } from '../shared/protocol'
+import type { LiveSyncInspector } from './live-sync-inspector'
 
 export type LiveSyncStatus = 'idle' | 'connecting' | 'live' | 'reconnecting' | 'error'
 
@@ -31,6 +32,19 @@ export interface KeyListener {
   resync: (message: ResyncMessage) => void
   /** The subscription's status changed. */
   status?: (status: LiveSyncStatus, error: Error | null) => void
+  /** What the subscriber watches (names and models), for the DevTools tab. */
+  watch?: ReadonlyArray<{ name: string, model: string }>
+}
+
+/** One key this tab subscribes to, as the DevTools tab shows it (`LiveSyncClient.inspect()`). */
+export interface InspectedSubscription {
+  key: string
+  /** pending: not sent on this socket yet; sent: waiting for `subscribed`; live; failed: refused. */
+  phase: 'pending' | 'sent' | 'live' | 'failed'
+  /** The key's data is known up to here. */
+  cursor: Lsn | null
+  error: string | null
+  subscribers: Array<{ status: LiveSyncStatus, error: string | null, since: Lsn | null, watch: ReadonlyArray<{ name: string, model: string }> }>
 }
 
 /** The part of the browser WebSocket the client uses. */
@@ -57,6 +71,8 @@ export interface LiveSyncClientOptions {
   initialCursor?: Lsn | null
   random?: () => number
   onWarning?: (message: string) => void
+  /** Records frames and closes for the DevTools tab (development only). */
+  inspector?: LiveSyncInspector
 }
 
 interface Entry {
@@ -149,7 +165,9 @@ export class LiveSyncClient {
   private openedAt = 0
   /** Slow-consumer closes in a row: they back off like failed connections. */
   private slowCloses = 0
-  private readonly options: Required<Omit<LiveSyncClientOptions, 'initialCursor' | 'reconnect'>> & { reconnect: { minDelayMs: number, maxDelayMs: number } }
+  private readonly options: Required<Omit<LiveSyncClientOptions, 'initialCursor' | 'reconnect' | 'inspector'>> & { reconnect: { minDelayMs: number, maxDelayMs: number } }
+  /** What the DevTools tab reads (development only). */
+  readonly inspector: LiveSyncInspector | undefined
 
   constructor(options: LiveSyncClientOptions) {
     this.options = {
@@ -162,6 +180,7 @@ export class LiveSyncClient {
       onWarning: options.onWarning ?? (message => console.warn(message)),
     }
     this.knownCursor = options.initialCursor ?? null
+    this.inspector = options.inspector
   }
 
   /**
@@ -248,6 +267,22 @@ export class LiveSyncClient {
     return this.keys.size
   }
 
+  /** This tab's subscriptions: key, phase, cursor, and each subscriber's status and watched models (for the DevTools tab). */
+  inspect(): InspectedSubscription[] {
+    return [...this.keys.values()].map(state => ({
+      key: state.key,
+      phase: state.phase,
+      cursor: state.cursor,
+      error: state.error?.message ?? null,
+      subscribers: [...state.entries].map(entry => ({
+        status: entry.reported?.status ?? 'connecting',
+        error: entry.reported?.error?.message ?? null,
+        since: entry.since,
+        watch: entry.listener.watch ?? [],
+      })),
+    }))
+  }
+
   private unsubscribe(state: KeyState, entry: Entry): void {
     if (!state.entries.delete(entry)) return
     if (entry.catchUp?.ref) this.replays.delete(entry.catchUp.ref)
@@ -283,7 +318,11 @@ export class LiveSyncClient {
     }
     this.socket = socket
     socket.onmessage = event => this.onMessage(socket, event.data)
-    socket.onclose = event => this.onClose(socket, (event as { code?: number } | null)?.code)
+    socket.onclose = (event) => {
+      const { code, reason } = (event ?? {}) as { code?: number, reason?: string }
+      if (this.socket === socket) this.inspector?.closed(code, reason)
+      this.onClose(socket, code)
+    }
     socket.onerror = () => {} // a close event follows
     this.updateStatuses()
   }
@@ -422,6 +461,7 @@ export class LiveSyncClient {
       this.options.onWarning('[live-sync] ignored a frame that is not JSON')
       return
     }
+    this.inspector?.frame(message, data.length)
     switch (message.type) {
       case 'hello':
         return this.onHello(socket, message)

@@ -40,3 +40,23 @@ export function defaultAccessNotice(access: DefaultAccess): { level: 'warn' | 'e
       return null
   }
 }
+
+const METRICS_EXAMPLE = `// server/plugins/live-sync-metrics.ts
+export default defineNitroPlugin((nitroApp) => {
+  nitroApp.hooks.hook('live-sync:metrics-authorize', ({ event }) => {
+    if (getRequestHeader(event, 'authorization') !== \`Bearer \${process.env.METRICS_TOKEN}\`) throw createError({ statusCode: 401 })
+  })
+})`
+
+/** The one start-up message about the metrics endpoint at `path`, or null when there is nothing to say. */
+export function metricsAccessNotice(access: DefaultAccess, path: string): { level: 'warn' | 'error', message: string } | null {
+  const fix = `Add a Nitro plugin that decides who may scrape it:\n${METRICS_EXAMPLE}\nor set liveSync: { metrics: { public: true } } (NUXT_LIVE_SYNC_METRICS_PUBLIC=true) if the app or its proxy already protects ${path}.`
+  switch (access) {
+    case 'dev-open':
+      return { level: 'warn', message: `[live-sync] no 'live-sync:metrics-authorize' handler is registered: in development GET ${path} answers anyone, but a production build refuses every scrape (403). ${fix}` }
+    case 'closed':
+      return { level: 'error', message: `[live-sync] no 'live-sync:metrics-authorize' handler is registered, so GET ${path} refuses every scrape (403). ${fix}` }
+    default:
+      return null
+  }
+}

@@ -25,6 +25,7 @@ import {
 import { LiveSyncError } from './engine/errors'
 import type { Delivery } from './engine/key-batch'
 import type { LiveSyncEngine } from './engine/live-sync-engine'
+import { liveSyncLogger } from './engine/logger'
 import { DEFAULT_LIMITS, type LiveSyncLimits } from './security-settings'
 import { TokenBucket } from './token-bucket'
 
@@ -44,8 +45,10 @@ export interface PeerSessionOptions {
   limits?: Partial<LiveSyncLimits>
   /** Bytes written to the socket and not sent yet (`ws`'s `bufferedAmount`); without it unsent bytes are not bounded. */
   bufferedAmount?: () => number
-  /** Closes the socket because a bound was crossed (the session already dropped its subscriptions). */
-  close?: (code: number, reason: string) => void
+  /** Closes the socket because a bound was crossed (the session already dropped its subscriptions, `keys`). */
+  close?: (code: number, reason: string, keys: string[]) => void
+  /** Told of each subscription the server refused (for counters, the DevTools tab and `debugKeys`). */
+  refused?: (key: string, code: ErrorCode, reason: string) => void
   /** Clock of the frame rate limit, in ms. */
   now?: () => number
   snapshot?: SnapshotLimits
@@ -154,8 +157,9 @@ export class PeerSession {
   /** Closes the socket over a crossed bound; its subscriptions end at once, so nothing more is queued for it. */
   private shut(code: number, reason: string): void {
     if (this.closed) return
+    const keys = [...this.keys.keys()]
     this.close()
-    this.options.close?.(code, reason)
+    this.options.close?.(code, reason, keys)
   }
 
   /** More than `maxBufferedBytes` still waits to go out to this socket. */
@@ -257,7 +261,7 @@ export class PeerSession {
     }
     catch (error) {
       if (error instanceof ProtocolError) return this.error(error.code, error.message, key, message.ref)
-      console.error(`[live-sync] snapshot of key ${JSON.stringify(key)} failed: ${(error as Error)?.stack ?? error}`)
+      liveSyncLogger().error(`[live-sync] snapshot of key ${JSON.stringify(key)} failed: ${(error as Error)?.stack ?? error}`)
       this.error('internal', '[live-sync] the server failed to read the snapshot (its log says why)', key, message.ref)
     }
   }
@@ -296,6 +300,16 @@ export class PeerSession {
   }
 
   private async subscribe(engine: LiveSyncEngine | null, value: KeyValue, since: string | undefined): Promise<void> {
+    try {
+      await this.trySubscribe(engine, value, since)
+    }
+    catch (error) {
+      if (error instanceof ProtocolError) this.options.refused?.(keyString(value)!, error.code, error.message)
+      throw error
+    }
+  }
+
+  private async trySubscribe(engine: LiveSyncEngine | null, value: KeyValue, since: string | undefined): Promise<void> {
     const key = keyString(value)!
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
     const maxKeys = this.limits.maxKeysPerSocket
@@ -315,7 +329,10 @@ export class PeerSession {
       this.replaying = false
     }
     this.keys.set(key, subscription.unsubscribe)
-    if (subscription.tooOld) this.write({ type: 'resync', key, cursor: subscription.cursor, reason: 'too-old' })
+    if (subscription.tooOld) {
+      engine.metrics.resynced('too-old', 1)
+      this.write({ type: 'resync', key, cursor: subscription.cursor, reason: 'too-old' })
+    }
     // The id attributes travel only to an authorized subscriber.
     this.write({ type: 'subscribed', key, cursor: subscription.cursor, replayed: subscription.replayed, models: engine.models })
     // Subscribed all the same: when the stream (re)starts the key gets a `resync`.
@@ -329,7 +346,12 @@ export class PeerSession {
     const batches = engine.replay(value, since)
     // A replay's frames are this socket's own copies (they carry its `ref`): one larger than the
     // socket may hold unsent is answered like a history that does not reach back, with a reload.
-    if (batches === null || replayLength(batches) > this.limits.maxBufferedBytes) return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
+    if (batches === null || replayLength(batches) > this.limits.maxBufferedBytes) {
+      engine.metrics.resynced('too-old', 1)
+      engine.explain(key, `replay since ${since} asked: ${batches === null ? 'older than the history' : 'more than maxBufferedBytes'}: resync too-old.`)
+      return this.write({ type: 'resync', key, cursor: engine.cursor, reason: 'too-old', ref })
+    }
+    engine.explain(key, `replay since ${since} asked: ${batches.length} batch(es).`)
     for (const batch of batches) this.options.send(batch.replayFrame(ref))
     this.write({ type: 'replayed', key, ref, cursor: engine.cursor, replayed: batches.length })
   }

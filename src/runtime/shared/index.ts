@@ -10,15 +10,16 @@ export * from './replace-rows'
 export type { ServerSnapshot } from './server-snapshot'
 
 /**
- * Row types by model name, for the refs `useLiveSync` creates itself
- * (`watch: { tasks: { model: 'Task' } }` without a `ref`). Empty until the
- * app declares its models (declared here, in the module `#live-sync` names,
- * so that the app's declaration merges into it):
+ * Row types by model name that the app declares itself, for the refs
+ * `useLiveSync` creates (`watch: { tasks: { model: 'Task' } }` without a
+ * `ref`); they take precedence over the generated `LiveSyncWatchedModels`
+ * (e.g. to add the rows an `include` nests). Declared here, in the module
+ * `#live-sync` names, so that the app's declaration merges into it:
  *
  * ```ts
  * // app/live-sync.d.ts
  * declare module '#live-sync' {
- *   interface LiveSyncModels { Task: { id: number, title: string, done: boolean } }
+ *   interface LiveSyncModels { Project: { id: number, name: string, tasks: LiveSyncModels['Task'][] } }
  * }
  * export {}
  * ```
@@ -26,5 +27,18 @@ export type { ServerSnapshot } from './server-snapshot'
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by the app's declaration merging
 export interface LiveSyncModels {}
 
-/** The row type of model `M`: declared in `LiveSyncModels`, or a plain record. */
-export type LiveSyncModelRow<M> = M extends keyof LiveSyncModels ? LiveSyncModels[M] : Record<string, unknown>
+/**
+ * The app's watched models and their rows, generated at build time from the
+ * Sequelize module named by `liveSync.sequelize` (`.nuxt/types/live-sync-models.d.ts`).
+ * While it is empty (the models could not be loaded), model names are not checked.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in by the generated declaration
+export interface LiveSyncWatchedModels {}
+
+/** A model name `useLiveSync` accepts: a watched model's, once they are known; any string before. */
+export type LiveSyncModelName = [keyof LiveSyncWatchedModels] extends [never] ? string : keyof LiveSyncWatchedModels & string
+
+/** The row type of model `M`: declared in `LiveSyncModels`, else generated in `LiveSyncWatchedModels`, else a plain record. */
+export type LiveSyncModelRow<M> = M extends keyof LiveSyncModels
+  ? LiveSyncModels[M]
+  : M extends keyof LiveSyncWatchedModels ? LiveSyncWatchedModels[M] : Record<string, unknown>

@@ -6,6 +6,7 @@
  */
 import { defineNuxtPlugin, useRouter, useRuntimeConfig, useState } from '#imports'
 import { LiveSyncClient } from '../live-sync-client'
+import { LiveSyncInspector } from '../live-sync-inspector'
 
 export default defineNuxtPlugin({
   name: 'live-sync',
@@ -14,7 +15,12 @@ export default defineNuxtPlugin({
     const path = (config.public.liveSync as { path?: string } | undefined)?.path ?? '/_live_sync'
     const base = config.app.baseURL.replace(/\/$/, '')
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${base}${path}`
-    const client = new LiveSyncClient({ url, initialCursor: useState<string | null>('live-sync:cursor').value ?? null })
+    const client = new LiveSyncClient({
+      url,
+      initialCursor: useState<string | null>('live-sync:cursor').value ?? null,
+      // The DevTools tab's feed of transactions and refusals; nothing of it in a production build.
+      inspector: import.meta.dev ? new LiveSyncInspector() : undefined,
+    })
     // Before the new page's setup (and its data fetches) runs.
     useRouter().beforeEach(() => {
       client.navigationCursor = client.knownCursor

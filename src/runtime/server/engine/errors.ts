@@ -25,15 +25,14 @@ export class LiveSyncError extends Error {
   }
 }
 
-/** Where the engine writes what it has to say; `console` by default. */
+/**
+ * Where the engine writes what it has to say: consola, tagged `live-sync`,
+ * by default (see logger.ts); tests inject their own.
+ */
 export interface LiveSyncLogger {
   info: (message: string) => void
   warn: (message: string) => void
   error: (message: string) => void
-}
-
-export const consoleLogger: LiveSyncLogger = {
-  info: message => console.info(message),
-  warn: message => console.warn(message),
-  error: message => console.error(message),
+  /** Routing decisions for the keys of `debugKeys` (optional: a logger without it drops them). */
+  debug?: (message: string) => void
 }

@@ -8,15 +8,19 @@ import { randomBytes } from 'node:crypto'
 import type { ClientConfig } from 'pg'
 import type { Sequelize } from 'sequelize'
 import { compareLsn, type Lsn } from '../../shared/lsn'
-import { keyString, type KeyValue, type ModelMeta, type Row, type SnapshotModel } from '../../shared/protocol'
+import { keyString, type KeyValue, type ModelMeta, type ResyncReason, type Row, type SnapshotModel } from '../../shared/protocol'
 import { ChangeRouter, type KeyedChanges, type ViewTouches } from './change-router'
 import { resolveConnectionConfig } from './connection-config'
-import { consoleLogger, LiveSyncError, type LiveSyncLogger } from './errors'
+import { EngineMetrics, preciseNow } from './engine-metrics'
+import { LiveSyncError, type LiveSyncLogger } from './errors'
+import { describeChanges, type EngineFeedEntry, type LiveSyncEngineStats, type PeerStats } from './engine-stats'
 import type { KeyBatch, Subscriber } from './key-batch'
+import { liveSyncLogger } from './logger'
 import type { PgoutputMessage } from './pgoutput-decoder'
 import { preflight } from './preflight'
 import type { ReplayBufferOptions } from './replay-buffer'
 import { ReplicationStream } from './replication-stream'
+import { inspectSlot, type SlotInspection } from './slot-inspection'
 import type { ParserLookup } from './row-shaper'
 import { readKeyPages, resolveSnapshotModels, snapshotModelMeta, type ResolvedSnapshotModel } from './snapshot-reader'
 import { SubscriptionHub } from './subscription-hub'
@@ -49,6 +53,15 @@ export interface LiveSyncEngineOptions {
    * stays this much behind; replaying a little extra is harmless.
    */
   snapshotMarginMs?: number
+  /**
+   * Keys whose routing is explained at debug level (`liveSync.debugKeys`):
+   * each transaction's changes for them, subscriptions, replays, resyncs.
+   */
+  debugKeys?: Iterable<KeyValue>
+  /** Keep the last this many dispatched transactions in `feed` (for the DevTools tab; 0, the default, keeps none). */
+  feedSize?: number
+  /** The socket counters `stats()` reports alongside the engine's (the Nitro route keeps them). */
+  peerStats?: () => PeerStats
 }
 
 export interface SnapshotOptions {
@@ -74,6 +87,8 @@ export interface SnapshotResult {
 /** A committed transaction waiting to be dispatched. */
 interface CommittedTx {
   cursor: Lsn
+  /** When Postgres committed it (ms since the epoch). */
+  commitTime: number
   xid: number
   keyed: KeyedChanges | null
   touches: ViewTouches | null
@@ -138,6 +153,17 @@ export class LiveSyncEngine {
   private stopped = false
   private lastReported = ''
   private readonly statusListeners = new Set<(status: EngineStatus) => void>()
+  /** Counters of dispatched transactions, resyncs, reconnects (see `stats()`). */
+  readonly metrics = new EngineMetrics()
+  /** The last dispatched transactions, newest last, when `feedSize` asks for them. */
+  readonly feed: EngineFeedEntry[] | null
+  /** The current replication session's slot (temporary: it goes with the session). */
+  slotName: string | null = null
+  /** Commit time of the transaction being received (from its begin message). */
+  private txCommitTime = 0
+  private readonly debugKeys: Set<string> | null
+  private inspection: { at: number, result: Promise<SlotInspection | null> } | null = null
+  private publicationInspection: { at: number, result: Promise<SlotInspection | null> } | null = null
 
   constructor(options: LiveSyncEngineOptions) {
     if (!options?.sequelize || typeof options.sequelize.getDialect !== 'function') {
@@ -152,7 +178,10 @@ export class LiveSyncEngine {
     if (!PUBLICATION_RE.test(this.publication)) {
       throw new LiveSyncError('CONFIG', `publication name ${JSON.stringify(this.publication)} is not a plain identifier (letters, digits, _).`)
     }
-    this.logger = options.logger ?? consoleLogger
+    this.logger = options.logger ?? liveSyncLogger()
+    const debugKeys = new Set([...options.debugKeys ?? []].map(key => keyString(key)!))
+    this.debugKeys = debugKeys.size > 0 ? debugKeys : null
+    this.feed = (options.feedSize ?? 0) > 0 ? [] : null
     this.config = resolveConnectionConfig(this.sequelize, options.connection)
     this.watched = discoverWatchedModels(this.sequelize)
     this.models = Object.fromEntries(this.watched.map(watch => [watch.name, { id: watch.id.map(id => id.attribute) }]))
@@ -187,6 +216,8 @@ export class LiveSyncEngine {
     await (this.stream as ReplicationStream | null)?.stop()
     this.stream = null
     this.running = null
+    if (this.status !== 'stopped' && this.status !== 'idle') this.logger.info(`[live-sync] stopped${stream ? '; its temporary replication slot is dropped' : ''}.`)
+    this.slotName = null
     this.setStatus('stopped')
   }
 
@@ -209,7 +240,81 @@ export class LiveSyncEngine {
       }
     }
     const unsubscribe = this.hub.subscribe(routed, subscriber)
+    if (this.debugKeys?.has(routed)) {
+      this.explain(routed, `subscribed${since ? ` since ${since}` : ''}: ${tooOld ? `the history does not reach back that far (it starts after ${this.hub.buffer.floor}): resync too-old` : `replayed ${replayed} batch(es)`}; ${this.hub.subscriberCount(routed)} subscriber(s), live from ${this.cursor}.`)
+      return {
+        unsubscribe: () => {
+          unsubscribe()
+          this.explain(routed, `a subscriber left; ${this.hub.subscriberCount(routed)} remain.`)
+        },
+        cursor: this.cursor,
+        replayed,
+        tooOld,
+      }
+    }
     return { unsubscribe, cursor: this.cursor, replayed, tooOld }
+  }
+
+  /** Logs `message` at debug level when `key` is one of `debugKeys`. */
+  explain(key: string, message: string): void {
+    if (this.debugKeys?.has(key)) this.logger.debug?.(`[live-sync] key ${JSON.stringify(key)}: ${message}`)
+  }
+
+  /**
+   * Everything there is to count, for health checks and the metrics
+   * endpoint: the slot's lag (asked of Postgres at most once a second, on a
+   * connection of its own), transactions and rows (totals and per second),
+   * the commit → dispatch latency histogram, keys, subscribers, the replay
+   * history, resyncs, reconnects, and the socket counters.
+   */
+  async stats(): Promise<LiveSyncEngineStats> {
+    const inspected = await this.inspect()
+    const now = preciseNow()
+    const rates = this.metrics.rates(now)
+    // The oldest transaction received and not dispatched yet: how long it has waited since its commit.
+    const waiting = this.pending[0]?.commitTime ?? (this.tx ? this.txCommitTime : 0)
+    return {
+      status: this.status,
+      cursor: this.cursor,
+      epoch: this.epoch,
+      slot: this.slotName,
+      lag: { bytes: inspected?.lagBytes ?? null, seconds: waiting > 0 ? Math.max(0, (now - waiting) / 1000) : 0 },
+      transactions: { total: this.metrics.transactions, perSecond: rates.transactions },
+      rows: { total: this.metrics.rows, perSecond: rates.rows },
+      latency: this.metrics.latency(),
+      keys: this.hub.keyCount,
+      subscribers: this.hub.subscriberTotal,
+      replay: this.hub.buffer.size,
+      resyncs: { ...this.metrics.resyncs },
+      reconnects: this.metrics.reconnects,
+      ...this.options.peerStats?.(),
+    }
+  }
+
+  /**
+   * The publication's tables as Postgres lists them, and whether it is
+   * `FOR ALL TABLES` (for the DevTools tab; asked at most every 5 s); null
+   * when the database cannot be asked.
+   */
+  async publicationTables(): Promise<{ tables: string[], allTables: boolean } | null> {
+    const now = Date.now()
+    if (!this.publicationInspection || now - this.publicationInspection.at > 5000) {
+      const result = inspectSlot(this.config, this.slotName ?? '', this.publication).catch(() => null)
+      this.publicationInspection = { at: now, result }
+    }
+    const inspected = await this.publicationInspection.result
+    return inspected ? { tables: inspected.publicationTables ?? [], allTables: inspected.allTables ?? false } : null
+  }
+
+  /** The slot's lag, asked of Postgres at most once a second (callers share one query). */
+  private inspect(): Promise<SlotInspection | null> {
+    const slot = this.slotName
+    if (!slot || this.status !== 'streaming') return Promise.resolve(null)
+    const now = Date.now()
+    if (this.inspection && now - this.inspection.at < 1000) return this.inspection.result
+    const result = inspectSlot(this.config, slot).catch(() => null)
+    this.inspection = { at: now, result }
+    return result
   }
 
   /** The key's batches after `since`, or `null` when they are no longer all held. */
@@ -310,7 +415,7 @@ export class LiveSyncEngine {
       stream = new ReplicationStream({
         config: this.config,
         publication: this.publication,
-        slotName: `live_sync_${process.pid}_${randomBytes(4).toString('hex')}`,
+        slotName: (this.slotName = `live_sync_${process.pid}_${randomBytes(4).toString('hex')}`),
         idleTimeoutMs: this.options.idleTimeoutMs,
         dispatched: () => this.pending.length === 0,
         onMessage: message => this.onMessage(message, stream!),
@@ -342,14 +447,28 @@ export class LiveSyncEngine {
     this.recent = []
     this.recentBase = consistentPoint
     this.cursor = consistentPoint
-    if (this.lastReported) this.logger.info('[live-sync] replication is streaming again.')
+    if (reconnecting) this.metrics.reconnects++
+    const tables = new Set(this.watched.map(watch => watch.table)).size
+    this.logger.info(reconnecting
+      ? `[live-sync] replication is streaming again from ${consistentPoint} (slot ${this.slotName}); subscribers were told to resync.`
+      : `[live-sync] streaming ${tables} watched table(s) of publication "${this.publication}" from ${consistentPoint} (slot ${this.slotName}).`)
     this.lastReported = ''
     this.lastError = null
     this.txBroken = false
     this.setStatus('streaming')
     // Whoever subscribed before this stream began (a reconnect, or sockets that
     // arrived while the database was unreachable) may have missed changes.
-    if (reconnecting || this.hub.keyCount > 0) this.hub.resyncAll('gap', this.cursor)
+    if (reconnecting || this.hub.keyCount > 0) this.resyncAll('gap', this.cursor)
+  }
+
+  /** Tells every subscribed key to resync, counting it (and explaining it for `debugKeys`). */
+  private resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): void {
+    this.metrics.resynced(reason, this.hub.resyncAll(reason, cursor, tables))
+    if (this.debugKeys) {
+      for (const key of this.debugKeys) {
+        if (this.hub.subscriberCount(key) > 0) this.explain(key, `resync (${reason}${tables ? `: ${tables.join(', ')}` : ''}) at ${cursor}.`)
+      }
+    }
   }
 
   private onClosed(stream: ReplicationStream, error: Error | null): void {
@@ -403,6 +522,7 @@ export class LiveSyncEngine {
       case 'begin':
         this.tx = new Map()
         this.xid = message.xid
+        this.txCommitTime = message.commitTime
         this.truncated = null
         router.takeTouches()
         return
@@ -422,7 +542,7 @@ export class LiveSyncEngine {
         for (const table of router.truncated(message)) (this.truncated ??= new Set()).add(table)
         return
       case 'commit':
-        this.commit({ cursor: message.commitEndLsn, xid: this.xid, keyed: this.tx, touches: router.takeTouches(), truncated: this.truncated, broken: this.txBroken, stream })
+        this.commit({ cursor: message.commitEndLsn, commitTime: message.commitTime, xid: this.xid, keyed: this.tx, touches: router.takeTouches(), truncated: this.truncated, broken: this.txBroken, stream })
     }
   }
 
@@ -486,16 +606,35 @@ export class LiveSyncEngine {
     this.cursor = cursor
     this.recent.push({ cursor, at: now })
     if (this.recent.length > 4096) this.recentBase = this.recent.splice(0, 2048).at(-1)!.cursor
-    if (tx.keyed) for (const [key, changes] of tx.keyed) this.hub.publish(key, cursor, changes, now)
+    let rows = 0
+    const debugKeys = this.debugKeys
+    if (tx.keyed) {
+      for (const [key, changes] of tx.keyed) {
+        this.hub.publish(key, cursor, changes, now)
+        rows += changes.length
+        if (debugKeys !== null && debugKeys.has(key)) this.explain(key, `transaction ${cursor} (xid ${tx.xid}): ${describeChanges(changes)} → ${this.hub.subscriberCount(key)} subscriber(s), ${(preciseNow() - tx.commitTime).toFixed(2)} ms after its commit.`)
+      }
+    }
+    const dispatchedAt = preciseNow()
+    this.metrics.dispatched(tx.commitTime, rows, dispatchedAt)
+    if (this.feed) this.record(tx, rows, dispatchedAt)
     if (tx.truncated) {
       this.hub.buffer.raiseFloor(cursor)
-      this.hub.resyncAll('truncate', cursor, [...tx.truncated])
+      this.resyncAll('truncate', cursor, [...tx.truncated])
     }
     if (tx.broken || this.txBroken) {
       this.txBroken = false
       this.hub.buffer.raiseFloor(cursor)
-      this.hub.resyncAll('gap', cursor)
+      this.resyncAll('gap', cursor)
     }
+  }
+
+  /** Keeps a dispatched transaction in `feed` (DevTools). */
+  private record(tx: CommittedTx, rows: number, dispatchedAt: number): void {
+    const keys: Record<string, number> = {}
+    if (tx.keyed) for (const [key, changes] of tx.keyed) keys[key] = changes.length
+    this.feed!.push({ cursor: tx.cursor, commitTime: tx.commitTime, dispatchedAt, rows, keys, truncated: tx.truncated ? [...tx.truncated] : [] })
+    if (this.feed!.length > (this.options.feedSize ?? 0)) this.feed!.shift()
   }
 }
 

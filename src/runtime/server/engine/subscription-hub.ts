@@ -12,6 +12,8 @@ import type { LiveSyncLogger } from './errors'
 export class SubscriptionHub {
   private readonly subscribers = new Map<string, Set<Subscriber>>()
   readonly buffer: ReplayBuffer
+  /** Subscriptions across all keys. */
+  subscriberTotal = 0
 
   constructor(
     private readonly logger: LiveSyncLogger,
@@ -29,22 +31,33 @@ export class SubscriptionHub {
     return batch
   }
 
-  /** Tells every subscribed key that its state may be stale. */
-  resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): void {
-    for (const [key, subscribers] of this.subscribers) this.deliver(subscribers, new ResyncNotice(key, cursor, reason, tables))
+  /** Tells every subscribed key that its state may be stale; returns how many subscribers were told. */
+  resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): number {
+    let told = 0
+    for (const [key, subscribers] of this.subscribers) {
+      told += subscribers.size
+      this.deliver(subscribers, new ResyncNotice(key, cursor, reason, tables))
+    }
+    return told
   }
 
   /** Adds a subscriber to `key`; returns the function that removes it. */
   subscribe(key: string, subscriber: Subscriber): () => void {
     let subscribers = this.subscribers.get(key)
     if (!subscribers) this.subscribers.set(key, (subscribers = new Set()))
+    if (!subscribers.has(subscriber)) this.subscriberTotal++
     subscribers.add(subscriber)
     return () => {
       const current = this.subscribers.get(key)
-      if (!current) return
-      current.delete(subscriber)
+      if (!current?.delete(subscriber)) return
+      this.subscriberTotal--
       if (current.size === 0) this.subscribers.delete(key)
     }
+  }
+
+  /** Each key with subscribers and how many (for the DevTools tab). */
+  keys(): Array<{ key: string, subscribers: number }> {
+    return [...this.subscribers].map(([key, subscribers]) => ({ key, subscribers: subscribers.size }))
   }
 
   /** Number of keys with at least one subscriber. */

@@ -12,18 +12,29 @@ import { defineNitroPlugin, useRuntimeConfig } from '#imports'
 import { keyString, type KeyValue, type Row, type SnapshotModel } from '../../shared/protocol'
 import type { ServerSnapshot } from '../../shared/server-snapshot'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
+import { createLiveSyncLogger, liveSyncLogger } from '../engine/logger'
 import { installFrameLimit } from '../frame-limit'
-import { defaultAccessNotice } from '../default-access'
+import { defaultAccessNotice, metricsAccessNotice } from '../default-access'
 import { authorizeLiveSync, liveSyncAccess } from '../utils/live-sync-authorize'
 import { setLiveSyncEngine } from '../utils/live-sync-engine'
+import { liveSyncMetricsAccess } from '../utils/live-sync-metrics'
 import { useLiveSyncSettings } from '../utils/live-sync-settings'
-import { countLiveSync } from '../utils/live-sync-stats'
+import { countLiveSync, useLiveSyncStats } from '../utils/live-sync-stats'
 
 interface LiveSyncRuntimeConfig {
   databaseUrl?: string
   publication?: string
   manageTables?: boolean
   replay?: { maxRows?: number, maxAgeMs?: number }
+  /** Keys whose routing is logged at debug level (comma separated from NUXT_LIVE_SYNC_DEBUG_KEYS). */
+  debugKeys?: string | string[]
+  metrics?: { enabled?: boolean, path?: string }
+}
+
+/** `liveSync.debugKeys` as runtime config has it: an array, or a comma-separated string from the environment. */
+function debugKeysOf(value: LiveSyncRuntimeConfig['debugKeys']): string[] {
+  const list = Array.isArray(value) ? value.map(String) : typeof value === 'string' ? value.split(',') : []
+  return list.map(key => key.trim()).filter(key => key !== '')
 }
 
 async function loadSequelize(): Promise<{ configured: string | null, sequelize: Sequelize | null }> {
@@ -37,6 +48,7 @@ async function loadSequelize(): Promise<{ configured: string | null, sequelize: 
 
 export default defineNitroPlugin((nitroApp) => {
   const config = (useRuntimeConfig() as { liveSync?: LiveSyncRuntimeConfig }).liveSync ?? {}
+  const logger = liveSyncLogger()
   let engine: LiveSyncEngine | null = null
   let closing = false
   // Reports wrong limits or origins once, now.
@@ -50,30 +62,47 @@ export default defineNitroPlugin((nitroApp) => {
       loaded = await loadSequelize()
     }
     catch (error) {
-      console.error(`[live-sync] could not load the Sequelize instance named by liveSync.sequelize: ${(error as Error).message}. Live updates are off; pages are still served.`)
+      logger.error(`[live-sync] could not load the Sequelize instance named by liveSync.sequelize: ${(error as Error).message}. Live updates are off; pages are still served.`)
       return
     }
     const { configured, sequelize } = loaded
     if (!configured) {
-      console.warn('[live-sync] liveSync.sequelize is not set in nuxt.config (it names the module exporting your Sequelize instance). Live updates are off; pages are still served.')
+      logger.warn('[live-sync] liveSync.sequelize is not set in nuxt.config (it names the module exporting your Sequelize instance). Live updates are off; pages are still served.')
       return
     }
     if (!sequelize) {
-      console.warn(`[live-sync] ${configured} exported no Sequelize instance (no database configured?). Live updates are off; pages are still served.`)
+      logger.warn(`[live-sync] ${configured} exported no Sequelize instance (no database configured?). Live updates are off; pages are still served.`)
       return
     }
+    const debugKeys = debugKeysOf(config.debugKeys)
     try {
-      engine = createLiveSyncEngine({ sequelize, connection: config.databaseUrl || null, publication: config.publication, manageTables: config.manageTables, replay: config.replay })
+      engine = createLiveSyncEngine({
+        sequelize,
+        connection: config.databaseUrl || null,
+        publication: config.publication,
+        manageTables: config.manageTables,
+        replay: config.replay,
+        logger: debugKeys.length > 0 ? createLiveSyncLogger({ debug: true }) : logger,
+        debugKeys,
+        // The DevTools tab shows the last transactions dispatched; nothing is kept in production.
+        feedSize: import.meta.dev ? 200 : 0,
+        peerStats: useLiveSyncStats,
+      })
     }
     catch (error) {
-      console.error(`${(error as Error).message}\nLive updates are off; pages are still served.`)
+      logger.error(`${(error as Error).message}\nLive updates are off; pages are still served.`)
       return
     }
     if (closing) return
     setLiveSyncEngine(engine)
     // Every plugin has registered its hooks by now (this runs after an await).
     const notice = defaultAccessNotice(liveSyncAccess(nitroApp))
-    if (notice) console[notice.level](notice.message)
+    if (notice) logger[notice.level](notice.message)
+    if (config.metrics?.enabled) {
+      const metricsNotice = metricsAccessNotice(liveSyncMetricsAccess(nitroApp), config.metrics.path ?? '/_live_sync/metrics')
+      if (metricsNotice) logger[metricsNotice.level](metricsNotice.message)
+    }
+    if (debugKeys.length > 0) logger.info(`[live-sync] explaining the routing of keys ${debugKeys.map(key => JSON.stringify(key)).join(', ')} at debug level (liveSync.debugKeys).`)
     await engine.start()
   })()
 

@@ -7,14 +7,15 @@
  */
 import type { Peer } from 'crossws'
 import { defineWebSocketHandler } from 'h3'
-import { CloseCode, PROTOCOL_VERSION, type KeyValue } from '../../shared/protocol'
+import { CloseCode, PROTOCOL_VERSION, type ErrorCode, type KeyValue } from '../../shared/protocol'
+import { liveSyncLogger } from '../engine/logger'
 import { FRAME_LIMIT_CONTEXT_KEY } from '../frame-limit'
 import { PeerSession } from '../peer-session'
 import { isOriginAllowed } from '../security-settings'
 import { authorizeLiveSync, type LiveSyncRequest } from '../utils/live-sync-authorize'
 import { useLiveSyncEngine } from '../utils/live-sync-engine'
 import { useLiveSyncSettings } from '../utils/live-sync-settings'
-import { countLiveSync } from '../utils/live-sync-stats'
+import { countLiveSync, recordLiveSyncEvent, type LiveSyncStats } from '../utils/live-sync-stats'
 
 /**
  * After the server closes a socket over a bound, how long its close frame
@@ -68,8 +69,26 @@ function frameLength(data: unknown): number {
   return (data as { byteLength?: number } | null)?.byteLength ?? 0
 }
 
-function closeOverLimit(peer: Peer, code: number, reason: string): void {
+/** The counter of each refusal a subscription can get. */
+const REFUSALS: Partial<Record<ErrorCode, keyof LiveSyncStats>> = {
+  'forbidden': 'refusedSubscriptions',
+  'too-many-keys': 'tooManyKeys',
+  'unavailable': 'unavailable',
+}
+
+function refused(key: string, code: ErrorCode, message: string): void {
+  const counter = REFUSALS[code]
+  if (counter) countLiveSync(counter)
+  const reason = message.replace(/^\[live-sync\] /, '')
+  recordLiveSyncEvent({ at: Date.now(), code, keys: [key], reason })
+  useLiveSyncEngine()?.explain(key, `subscription refused (${code}): ${reason}`)
+}
+
+function closeOverLimit(peer: Peer, code: number, reason: string, keys: string[] = []): void {
   countLiveSync(code === CloseCode.SLOW_CONSUMER ? 'slowConsumers' : code === CloseCode.FRAME_TOO_LARGE ? 'framesTooLarge' : 'tooManyFrames')
+  recordLiveSyncEvent({ at: Date.now(), code, keys: keys.slice(0, 20), reason })
+  const engine = useLiveSyncEngine()
+  for (const key of keys) engine?.explain(key, `a subscriber's socket was closed with ${code} (${reason}).`)
   peer.close(code, reason)
   setTimeout(() => peer.terminate(), CLOSE_GRACE_MS).unref?.()
 }
@@ -91,7 +110,7 @@ export default defineWebSocketHandler({
       countLiveSync('refusedOrigins')
       if (!warnedOrigin) {
         warnedOrigin = true
-        console.warn(`[live-sync] refused a WebSocket upgrade from origin ${JSON.stringify(request.headers.get('origin'))} (host ${JSON.stringify(request.headers.get('host'))}): only the app's own origin and liveSync.allowedOrigins may connect. If this is your app behind a proxy that rewrites Host, set liveSync.trustProxy (it then reads X-Forwarded-Host/-Proto) or list the origin in liveSync.allowedOrigins (NUXT_LIVE_SYNC_ALLOWED_ORIGINS). Later refusals are counted, not logged.`)
+        liveSyncLogger().warn(`[live-sync] refused a WebSocket upgrade from origin ${JSON.stringify(request.headers.get('origin'))} (host ${JSON.stringify(request.headers.get('host'))}): only the app's own origin and liveSync.allowedOrigins may connect. If this is your app behind a proxy that rewrites Host, set liveSync.trustProxy (it then reads X-Forwarded-Host/-Proto) or list the origin in liveSync.allowedOrigins (NUXT_LIVE_SYNC_ALLOWED_ORIGINS). Later refusals are counted, not logged.`)
       }
       return new Response('[live-sync] origin not allowed', { status: 403, statusText: 'Forbidden' })
     }
@@ -116,10 +135,12 @@ export default defineWebSocketHandler({
       authorize: (key: KeyValue) => authorizeLiveSync({ key, request: (request ??= webRequest(peer)), peer }),
       limits: settings.limits,
       bufferedAmount: backlogOf(peer),
-      close: (code, reason) => closeOverLimit(peer, code, reason),
+      close: (code, reason, keys) => closeOverLimit(peer, code, reason, keys),
+      refused,
     })
     sessions.set(peer, session)
     countLiveSync('sockets')
+    countLiveSync('socketsOpened')
     session.hello()
   },
   message(peer, message) {

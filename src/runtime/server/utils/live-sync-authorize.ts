@@ -35,11 +35,16 @@ export interface LiveSyncAuthorizeContext {
 
 const HOOK = 'live-sync:authorize'
 
-/** Whether the app registered a `live-sync:authorize` handler (a Nitro plugin that hooks it). */
-export function hasLiveSyncAuthorizer(nitroApp = useNitroApp()): boolean {
+/** Whether a Nitro plugin registered a handler of `hook`. */
+export function hasHookHandler(nitroApp: ReturnType<typeof useNitroApp>, hook: string): boolean {
   // hookable keeps the handlers by name and deletes the name when the last one goes.
   const hooks = (nitroApp.hooks as unknown as { _hooks?: Record<string, unknown[] | undefined> })._hooks
-  return (hooks?.[HOOK]?.length ?? 0) > 0
+  return (hooks?.[hook]?.length ?? 0) > 0
+}
+
+/** Whether the app registered a `live-sync:authorize` handler (a Nitro plugin that hooks it). */
+export function hasLiveSyncAuthorizer(nitroApp = useNitroApp()): boolean {
+  return hasHookHandler(nitroApp, HOOK)
 }
 
 /** How subscriptions are decided on this server (see `DefaultAccess`). */

@@ -1,4 +1,5 @@
 import { useRuntimeConfig } from 'nitropack/runtime'
+import { liveSyncLogger } from '../engine/logger'
 import { resolveSecuritySettings, type LiveSyncSecurityConfig, type LiveSyncSecuritySettings } from '../security-settings'
 
 let settings: LiveSyncSecuritySettings | null = null
@@ -11,7 +12,7 @@ let settings: LiveSyncSecuritySettings | null = null
 export function useLiveSyncSettings(): LiveSyncSecuritySettings {
   if (!settings) {
     const config = (useRuntimeConfig() as { liveSync?: LiveSyncSecurityConfig }).liveSync
-    settings = resolveSecuritySettings(config, message => console.warn(message))
+    settings = resolveSecuritySettings(config, message => liveSyncLogger().warn(message))
   }
   return settings
 }

@@ -1,18 +1,34 @@
-/** Counters of the live sync socket, e.g. for a health check or metrics endpoint. */
-export interface LiveSyncStats {
-  /** Sockets open now. */
-  sockets: number
-  /** Upgrades refused with 403 because of their Origin. */
-  refusedOrigins: number
-  /** Sockets closed with 4008: they did not read what was sent to them fast enough. */
-  slowConsumers: number
-  /** Sockets closed with 1008: frames faster than the rate limit, or too many waiting. */
-  tooManyFrames: number
-  /** Sockets closed with 1009: a frame longer than `limits.maxFrameBytes`. */
-  framesTooLarge: number
+import type { PeerStats } from '../engine/engine-stats'
+
+/** Counters of the live sync socket, e.g. for a health check (the metrics endpoint reports them too). */
+export type LiveSyncStats = PeerStats
+
+/** A subscription refused, or a socket closed over a bound (the DevTools tab lists the last ones). */
+export interface LiveSyncPeerEvent {
+  /** ms since the epoch. */
+  at: number
+  /** `forbidden`, `too-many-keys`, `unavailable`; or the close code of a dropped socket (4008, 1008, 1009). */
+  code: string | number
+  /** The key, for a refused subscription (and for a dropped socket, the keys it held, up to 20). */
+  keys: string[]
+  reason: string
 }
 
-const stats: LiveSyncStats = { sockets: 0, refusedOrigins: 0, slowConsumers: 0, tooManyFrames: 0, framesTooLarge: 0 }
+const stats: LiveSyncStats = {
+  sockets: 0,
+  socketsOpened: 0,
+  refusedOrigins: 0,
+  refusedSubscriptions: 0,
+  tooManyKeys: 0,
+  unavailable: 0,
+  slowConsumers: 0,
+  tooManyFrames: 0,
+  framesTooLarge: 0,
+}
+
+/** The last refusals and drops, oldest first (bounded: clients choose the keys they send). */
+const events: LiveSyncPeerEvent[] = []
+const MAX_EVENTS = 50
 
 /**
  * The live sync socket's counters for this Nitro instance (read-only
@@ -25,4 +41,15 @@ export function useLiveSyncStats(): Readonly<LiveSyncStats> {
 /** For the route: counts an event. */
 export function countLiveSync(name: keyof LiveSyncStats, by = 1): void {
   stats[name] += by
+}
+
+/** For the route: remembers a refused subscription or a dropped socket. */
+export function recordLiveSyncEvent(event: LiveSyncPeerEvent): void {
+  events.push(event)
+  if (events.length > MAX_EVENTS) events.shift()
+}
+
+/** The last refused subscriptions and dropped sockets, oldest first. */
+export function recentLiveSyncEvents(): LiveSyncPeerEvent[] {
+  return events.slice()
 }

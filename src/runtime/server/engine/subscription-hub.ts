@@ -29,6 +29,15 @@ export class SubscriptionHub {
     return batch
   }
 
+  /**
+   * Hands a batch made elsewhere to its key's subscribers without recording
+   * it: in cluster mode batches come from Redis, which keeps the history.
+   */
+  deliverBatch(batch: KeyBatch): void {
+    const subscribers = this.subscribers.get(batch.key)
+    if (subscribers) this.deliver(subscribers, batch)
+  }
+
   /** Tells every subscribed key that its state may be stale. */
   resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): void {
     for (const [key, subscribers] of this.subscribers) this.deliver(subscribers, new ResyncNotice(key, cursor, reason, tables))

@@ -11,6 +11,8 @@ import { getRequestURL, type H3Event } from 'h3'
 import { defineNitroPlugin, useRuntimeConfig } from '#imports'
 import { keyString, type KeyValue, type Row, type SnapshotModel } from '../../shared/protocol'
 import type { ServerSnapshot } from '../../shared/server-snapshot'
+import { createRedisCluster } from '../cluster/redis-cluster'
+import { resolveConnectionConfig } from '../engine/connection-config'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
 import { installFrameLimit } from '../frame-limit'
 import { defaultAccessNotice } from '../default-access'
@@ -24,6 +26,9 @@ interface LiveSyncRuntimeConfig {
   publication?: string
   manageTables?: boolean
   replay?: { maxRows?: number, maxAgeMs?: number }
+  /** Cluster mode when set (NUXT_LIVE_SYNC_REDIS_URL). */
+  redisUrl?: string
+  slotName?: string
 }
 
 async function loadSequelize(): Promise<{ configured: string | null, sequelize: Sequelize | null }> {
@@ -63,7 +68,12 @@ export default defineNitroPlugin((nitroApp) => {
       return
     }
     try {
-      engine = createLiveSyncEngine({ sequelize, connection: config.databaseUrl || null, publication: config.publication, manageTables: config.manageTables, replay: config.replay })
+      const connection = config.databaseUrl || null
+      // Several instances: one streams, Redis carries the changes and the history to all.
+      const cluster = config.redisUrl
+        ? createRedisCluster({ url: config.redisUrl, slotName: config.slotName || undefined, connection: resolveConnectionConfig(sequelize, connection), replay: config.replay })
+        : null
+      engine = createLiveSyncEngine({ sequelize, connection, publication: config.publication, manageTables: config.manageTables, replay: config.replay, cluster })
     }
     catch (error) {
       console.error(`${(error as Error).message}\nLive updates are off; pages are still served.`)

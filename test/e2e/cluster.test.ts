@@ -136,7 +136,7 @@ describe('three instances behind a round-robin proxy, one Redis, one slot', { ti
     expect(new Set(states.map(state => state.epoch)).size).toBe(1)
     expect(await slots()).toEqual([{ slot_name: SLOT, temporary: false }])
     // Tabs until every instance serves at least one (the proxy deals connections round-robin).
-    for (let i = 0; pages.length < 6 || (pages.length < 15 && (await socketsPerInstance()).some(count => count === 0)); i++) await openTab(ORGS[i % 3]!)
+    for (let i = 0; pages.length < 6 || (pages.length < 15 && (await socketsPerInstance()).includes(0)); i++) await openTab(ORGS[i % 3]!)
     expect((await socketsPerInstance()).every(count => count > 0), `sockets per instance: ${await socketsPerInstance()}`).toBe(true)
     expect(leader.printed(/this instance leads/)).not.toEqual([])
   })

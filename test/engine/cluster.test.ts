@@ -30,9 +30,9 @@ const engines: LiveSyncEngine[] = []
 const subscriptions: ClusterSubscription[] = []
 const logs = captureLogger()
 
-function startEngine(): LiveSyncEngine {
-  const cluster = createRedisCluster({ url: redis.url, slotName: SLOT, connection: { connectionString: url }, logger: logs.logger })
-  const engine = createLiveSyncEngine({ sequelize, logger: logs.logger, cluster, retry: { minDelayMs: 50, maxDelayMs: 500 } })
+function startEngine(logger = logs.logger): LiveSyncEngine {
+  const cluster = createRedisCluster({ url: redis.url, slotName: SLOT, connection: { connectionString: url }, logger })
+  const engine = createLiveSyncEngine({ sequelize, logger, cluster, retry: { minDelayMs: 50, maxDelayMs: 500 } })
   engines.push(engine)
   void engine.start()
   return engine
@@ -148,7 +148,7 @@ describe('cluster mode (two engines, one database, one Redis)', () => {
     await waitFor(() => again.status === 'streaming' && again.role === 'follower', { timeout: 15_000 })
   })
 
-  it('a restarted (empty) Redis: subscribers resync, then changes flow again on every engine', async () => {
+  it('a restarted (empty) Redis: subscribers resync, then changes flow again on every engine; one started meanwhile says so once and joins', async () => {
     await leaderOf(engines)
     const joined = await Promise.all(engines.map(engine => join(engine, 3)))
     await insert(3, 'three before')
@@ -156,15 +156,24 @@ describe('cluster mode (two engines, one database, one Redis)', () => {
     await redis.stop()
     await waitFor(() => engines.every(engine => engine.status === 'reconnecting'), { timeout: 10_000 })
     await insert(3, 'three while Redis is down')
+    const late = captureLogger()
+    const started = startEngine(late.logger)
+    await waitFor(() => late.error.length > 0, { timeout: 10_000 })
+    expect(late.error).toEqual([expect.stringMatching(/^\[live-sync\] Redis at redis:\/\/127\.0\.0\.1:\d+\/? is unreachable \(.+\): live updates pause on this instance/)])
+    expect(started.status).not.toBe('streaming')
     await redis.start()
     for (const { collector } of joined) {
       await waitFor(() => collector.resyncs.some(resync => resync.reason === 'gap'), { timeout: 15_000, message: 'no resync after Redis came back' })
     }
     await leaderOf(engines)
+    const { collector: lateCollector } = await join(started, 3)
     await insert(3, 'three after')
-    for (const { collector } of joined) {
+    for (const { collector } of [...joined, { collector: lateCollector }]) {
       await waitFor(() => names(collector).includes('three after'), { timeout: 15_000 })
     }
+    // Said once, however many reconnects failed; and that it is back.
+    expect(late.error).toHaveLength(1)
+    expect(late.info.filter(line => line.includes('reachable again'))).toHaveLength(1)
     expect(logs.error.filter(line => line.includes('Redis at'))).not.toEqual([])
     expect(logs.info.filter(line => line.includes('reachable again'))).not.toEqual([])
   })

@@ -47,7 +47,7 @@ function fresh(bounds = { maxRows: 1000, maxAgeMs: 60_000 }) {
 
 const lsn = (n: number) => numberToLsn(0x1000000 + n * 0x100)
 function tx(n: number, keys: Record<string, string[]>, extra: Partial<ClusterTransaction> = {}): ClusterTransaction {
-  const keyed = new Map(Object.entries(keys).map(([key, titles]) => [key, titles.map(title => encodeChange({ op: 'insert', model: 'Task', row: { id: n, title } }))]))
+  const keyed = new Map(Object.entries(keys).map(([key, titles]) => [key, titles.map(title => encodeChange({ op: 'insert', model: 'Task', id: n, row: { id: n, title } }))]))
   return { cursor: lsn(n), xid: 700 + n, keyed, truncated: null, broken: false, ...extra }
 }
 async function titles(history: RedisHistory, key: string, since: string): Promise<string[][] | null> {
@@ -75,7 +75,7 @@ describe('publishing to Redis', () => {
     const published = messages.filter(m => m.channel === keyChannel(layout, '5')).map(m => decodeFrameMessage(m.message))
     expect(published.map(m => [m.cursor, m.changes, m.last])).toEqual([[lsn(1), 1, true], [lsn(2), 1, true], [lsn(3), 1, true]])
     // The frame is the socket's `tx` frame, as is.
-    expect(JSON.parse(published[0]!.frame.toString())).toEqual({ type: 'tx', key: '5', cursor: lsn(1), changes: [{ op: 'insert', model: 'Task', row: { id: 1, title: 'a' } }] })
+    expect(JSON.parse(published[0]!.frame.toString())).toEqual({ type: 'tx', key: '5', cursor: lsn(1), changes: [{ op: 'insert', model: 'Task', id: 1, row: { id: 1, title: 'a' } }] })
     expect(positions(layout).map(p => p.c)).toEqual([lsn(0), lsn(1), lsn(2), lsn(3)])
   })
 
@@ -83,7 +83,7 @@ describe('publishing to Redis', () => {
     const { layout, publisher } = fresh()
     await publisher.begin(lsn(0), true)
     await publisher.publish(tx(1, { 1: ['a'] }))
-    const call = (prev: number, epoch: string) => connection.evalsha(PUBLISH_SCRIPT.sha, 2, layout.meta, layout.log, epoch, lsnDecimal(lsn(3)), lsnDecimal(lsn(prev)), Date.now(), 1000, 60_000, '{}', '', '[]', layout.keys, 60_000, layout.positions)
+    const call = (prev: number, epoch: string) => connection.evalsha(PUBLISH_SCRIPT.sha, 2, layout.meta, layout.log, epoch, lsnDecimal(lsn(3)), lsnDecimal(lsn(prev)), Date.now(), 1000, 60_000, '{}', '', '[]', layout.keys, layout.positions)
     const [epoch] = await connection.hmget(layout.meta, 'epoch')
     expect(await call(2, epoch!)).toBe(-2)
     expect(await call(1, 'another')).toBe(-1)

@@ -67,7 +67,7 @@ export class RedisCluster implements EngineCluster {
   private subscriber: RedisConnection | null = null
   private publisher: RedisPublisher | null = null
   private history: RedisHistory | null = null
-  private fanout: RedisFanout | null = null
+  private readonly fanout: RedisFanout
   private election: LeaderElection | null = null
   private stopped = false
   private lastReported = ''
@@ -79,6 +79,8 @@ export class RedisCluster implements EngineCluster {
     if (!SLOT_NAME_RE.test(this.slotName)) throw new LiveSyncError('CONFIG', `liveSync.slotName ${JSON.stringify(this.slotName)} is not a valid replication slot name: use lower-case letters, digits and _.`)
     this.layout = redisLayout(databaseName(options.connection), this.slotName)
     this.logger = options.logger ?? consoleLogger
+    // Made now, so that keys subscribed before Redis answers are subscribed when it does.
+    this.fanout = new RedisFanout(this.layout, error => this.unreachable(error as Error), () => this.reachable(), () => this.unreachable(this.lastRedisError))
   }
 
   async start(host: ClusterHost): Promise<void> {
@@ -100,7 +102,7 @@ export class RedisCluster implements EngineCluster {
     for (const connection of [commands, subscriber]) connection.on('error', (error: Error) => (this.lastRedisError = error))
     this.publisher = new RedisPublisher(commands, this.layout, { maxRows: this.options.replay?.maxRows ?? 100_000, maxAgeMs: this.options.replay?.maxAgeMs ?? 120_000 })
     this.history = new RedisHistory(commands, this.layout)
-    this.fanout = new RedisFanout(subscriber, commands, this.layout, host, error => this.unreachable(error as Error), () => this.reachable(), () => this.unreachable(this.lastRedisError))
+    this.fanout.attach(subscriber, commands, host)
     this.election = new LeaderElection({
       config: this.options.connection,
       slotName: this.slotName,
@@ -115,7 +117,7 @@ export class RedisCluster implements EngineCluster {
 
   async stop(): Promise<void> {
     this.stopped = true
-    this.fanout?.stop()
+    this.fanout.stop()
     await this.election?.stop()
     await Promise.all([this.commands, this.subscriber].map(async (connection) => {
       if (!connection) return
@@ -137,7 +139,7 @@ export class RedisCluster implements EngineCluster {
   }
 
   async replay(key: string, since: Lsn): Promise<KeyBatch[] | null> {
-    if (!this.fanout?.live || !this.history) return null
+    if (!this.fanout.live || !this.history) return null
     return this.history.since(key, since).catch(() => null)
   }
 
@@ -161,9 +163,9 @@ export class RedisCluster implements EngineCluster {
       if (ended) return
       ended = true
       leaveHub()
-      fanout?.release(key)
+      fanout.release(key)
     }
-    await fanout?.retain(key)
+    await fanout.retain(key)
     let batches: KeyBatch[] | null = []
     if (since) batches = await this.replay(key, since)
     let last: Lsn | null = since ?? null

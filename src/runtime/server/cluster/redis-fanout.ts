@@ -36,12 +36,12 @@ export class RedisFanout {
   /** Counts connections, so a catch-up of an older one is dropped. */
   private generation = 0
   private stopped = false
+  private subscriber: RedisConnection | null = null
+  private commands: RedisConnection | null = null
+  private host!: ClusterHost
 
   constructor(
-    private readonly subscriber: RedisConnection,
-    private readonly commands: RedisConnection,
     private readonly layout: RedisLayout,
-    private readonly host: ClusterHost,
     private readonly report: (error: unknown) => void,
     /** Redis answers again (after `down`, or for the first time). */
     private readonly up: () => void,
@@ -50,12 +50,22 @@ export class RedisFanout {
   ) {
     this.positions = Buffer.from(layout.positions)
     this.keyPrefixLength = Buffer.byteLength(layout.keys)
+  }
+
+  /**
+   * Takes the connections (once the Redis client is loaded): keys retained
+   * before are subscribed when the subscriber connection is ready.
+   */
+  attach(subscriber: RedisConnection, commands: RedisConnection, host: ClusterHost): void {
+    this.host = host
+    this.subscriber = subscriber
+    this.commands = commands
     subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message))
     subscriber.on('ready', () => void this.catchUp())
     subscriber.on('close', () => this.dropped())
     // Catching up reads the history's state on the command connection.
     commands.on('ready', () => {
-      if (!this.live && this.subscriber.status === 'ready') void this.catchUp()
+      if (!this.live && subscriber.status === 'ready') void this.catchUp()
     })
   }
 
@@ -66,8 +76,8 @@ export class RedisFanout {
       channel.count++
       return channel.subscribed
     }
-    // Not connected: the subscription is made when the connection is back.
-    const subscribed = this.subscriber.status === 'ready' ? this.subscriber.subscribe(keyChannel(this.layout, key)).then(() => {}, () => {}) : Promise.resolve()
+    // Not connected: the subscription is made when the connection is (back) up.
+    const subscribed = this.subscriber?.status === 'ready' ? this.subscriber.subscribe(keyChannel(this.layout, key)).then(() => {}, () => {}) : Promise.resolve()
     this.channels.set(key, { count: 1, subscribed })
     return subscribed
   }
@@ -77,7 +87,7 @@ export class RedisFanout {
     const channel = this.channels.get(key)
     if (!channel || --channel.count > 0) return
     this.channels.delete(key)
-    if (this.subscriber.status === 'ready') this.subscriber.unsubscribe(keyChannel(this.layout, key)).catch(() => {})
+    if (this.subscriber?.status === 'ready') this.subscriber.unsubscribe(keyChannel(this.layout, key)).catch(() => {})
   }
 
   stop(): void {
@@ -87,13 +97,14 @@ export class RedisFanout {
 
   /** Subscribes again to everything (a new connection has none), then checks what may have been missed. */
   private async catchUp(): Promise<void> {
-    if (this.stopped || this.subscriber.status !== 'ready') return
+    const { subscriber, commands } = this
+    if (this.stopped || !subscriber || !commands || subscriber.status !== 'ready') return
     const generation = ++this.generation
     try {
-      await this.subscriber.subscribe(this.layout.positions, ...[...this.channels.keys()].map(key => keyChannel(this.layout, key)))
-      if (this.commands.status !== 'ready') return // its 'ready' calls again
-      const [epoch, position] = await this.commands.hmget(this.layout.meta, 'epoch', 'pos')
-      if (generation !== this.generation || this.stopped || this.subscriber.status !== 'ready') return
+      await subscriber.subscribe(this.layout.positions, ...[...this.channels.keys()].map(key => keyChannel(this.layout, key)))
+      if (commands.status !== 'ready') return // its 'ready' calls again
+      const [epoch, position] = await commands.hmget(this.layout.meta, 'epoch', 'pos')
+      if (generation !== this.generation || this.stopped || subscriber.status !== 'ready') return
       const cursor = position ? numberToLsn(Number(position)) : null
       // Nothing was missed only if this instance was live before and the history neither restarted nor moved.
       const unchanged = this.wasLive && (epoch ?? '') === this.epoch && sameLsn(cursor, this.lastSeen)

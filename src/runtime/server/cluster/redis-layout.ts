@@ -99,8 +99,8 @@ export class LuaScript {
  *
  * KEYS: meta, log, then the stream of each frame.
  * ARGV: epoch, lsn, prev, at, maxRows, maxAgeMs, position message, raise
- * floor ('1' or ''), keys JSON, key prefix, key TTL (ms), positions channel,
- * then per frame: part, changes, header, frame.
+ * floor ('1' or ''), keys JSON, key prefix, positions channel, then per
+ * frame: part, changes, header, frame.
  * Returns 1 (published), 0 (already there), -1 (another epoch: the history
  * was lost or replaced), -2 (`prev` is not the last published LSN).
  */
@@ -113,10 +113,9 @@ local last = tonumber(state[2])
 if tonumber(lsn) <= last then return 0 end
 if last ~= tonumber(ARGV[3]) then return -2 end
 local rows = 0
-local i = 13
+local i = 12
 for k = 3, #KEYS do
   redis.call('XADD', KEYS[k], lsn .. '-' .. ARGV[i], 'h', ARGV[i + 2], 'f', ARGV[i + 3])
-  redis.call('PEXPIRE', KEYS[k], ARGV[11])
   redis.call('PUBLISH', KEYS[k], ARGV[i + 2] .. ARGV[i + 3])
   rows = rows + tonumber(ARGV[i + 1])
   i = i + 4
@@ -146,7 +145,7 @@ while true do
 end
 redis.call('HSET', meta, 'last', lsn, 'floor', string.format('%d', floor), 'rows', rows)
 if tonumber(lsn) > tonumber(redis.call('HGET', meta, 'pos')) then redis.call('HSET', meta, 'pos', lsn) end
-redis.call('PUBLISH', ARGV[12], ARGV[7])
+redis.call('PUBLISH', ARGV[11], ARGV[7])
 return 1
 `)
 
@@ -169,13 +168,15 @@ return 1
  * A leader's stream begins at `point`: starts the history there if Redis
  * has none; raises its floor when the slot is new or Redis never heard of
  * the point (it lost writes), since what came before cannot be replayed.
- * KEYS: meta. ARGV: point (decimal), slot created ('1' or ''), new epoch,
- * point (LSN), positions channel.
+ * KEYS: meta, log. ARGV: point (decimal), slot created ('1' or ''), new
+ * epoch, point (LSN), positions channel.
  * Returns { epoch, last published LSN }.
  */
 export const BEGIN_SCRIPT = new LuaScript(`
 local state = redis.call('HMGET', KEYS[1], 'epoch', 'pos', 'floor', 'last')
 if not state[1] then
+  -- What an older history left (its meta was deleted) counts no more.
+  redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'pos', ARGV[1], 'floor', ARGV[1], 'last', '0', 'rows', '0')
   redis.call('PUBLISH', ARGV[5], cjson.encode({ e = ARGV[3], c = ARGV[4] }))
   return { ARGV[3], '0' }

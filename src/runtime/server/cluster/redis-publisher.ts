@@ -40,7 +40,7 @@ export class RedisPublisher {
   async begin(point: Lsn, created: boolean): Promise<void> {
     await this.redis.script('LOAD', PUBLISH_SCRIPT.source)
     await this.redis.script('LOAD', POSITION_SCRIPT.source)
-    const [epoch, last] = await runScript(this.redis, BEGIN_SCRIPT, [this.layout.meta], [lsnDecimal(point), created ? '1' : '', randomBytes(6).toString('hex'), point, this.layout.positions]) as [string, string]
+    const [epoch, last] = await runScript(this.redis, BEGIN_SCRIPT, [this.layout.meta, this.layout.log], [lsnDecimal(point), created ? '1' : '', randomBytes(6).toString('hex'), point, this.layout.positions]) as [string, string]
     this.epoch = epoch
     this.prev = last
   }
@@ -68,7 +68,7 @@ export class RedisPublisher {
     check(await this.redis.evalsha(PUBLISH_SCRIPT.sha, keys.length, ...keys,
       this.epoch, lsn, prev, Date.now(), this.bounds.maxRows, this.bounds.maxAgeMs,
       JSON.stringify(position), position.r ? '1' : '', JSON.stringify(names), this.layout.keys,
-      Math.max(60_000, 2 * this.bounds.maxAgeMs), this.layout.positions, ...frames,
+      this.layout.positions, ...frames,
     ), tx.cursor)
   }
 

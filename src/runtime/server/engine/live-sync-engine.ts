@@ -654,13 +654,18 @@ export class LiveSyncEngine {
     if (++this.publishing + this.pending.length >= MAX_PENDING_TRANSACTIONS) stream.pause()
     this.cluster!.publish({ cursor: tx.cursor, xid: tx.xid, keyed: tx.keyed, truncated: tx.truncated ? [...tx.truncated] : null, broken }).then(() => {
       this.publishing--
-      if (stream !== this.stream) return
-      stream.acknowledge(tx.cursor)
-      if (this.publishing + this.pending.length < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) stream.resume()
+      if (stream === this.stream) stream.acknowledge(tx.cursor)
+      this.relieve()
     }, (error: unknown) => {
       this.publishing--
       this.onClosed(stream, error as Error)
+      this.relieve()
     })
+  }
+
+  /** Cluster mode: reads from the replication connection again once few transactions wait for Redis. */
+  private relieve(): void {
+    if (this.publishing + this.pending.length < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) this.stream?.resume()
   }
 
   /**

@@ -11,7 +11,6 @@
  * - Redis restarts empty: each instance says so once, subscribers resync
  *   and end up equal to the database again.
  */
-import pg from 'pg'
 import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { launchBrowser, newTestPage, waitForLive, waitForPageRows, type TestPage } from '../support/browser'
@@ -19,6 +18,7 @@ import { Instance, leaderOf, RowsClient, startProxy } from '../support/cluster'
 import { startRedis, type RunningRedis } from '../support/redis'
 import { createFixtureDatabase } from '../support/schema'
 import { waitFor } from '../support/wait'
+import { Writer } from '../support/writer'
 
 const ORGS = [1, 2, 3]
 // Slot names are global to the PostgreSQL cluster: unique to this file.
@@ -54,50 +54,6 @@ afterAll(async () => {
 const rowsOfOrg = async (org: number) => (await db.tasksOf(org)).map(task => ({ id: task.id, title: task.title, done: String(task.done) }))
 const rowsOfKey = async (org: number) => (await db.tasksOf(org)).map(task => ({ id: task.id, title: task.title, done: task.done }))
 
-/**
- * Commits a change every 15 ms on its own connection, across the
- * organizations in turn: an insert, an update, a delete.
- */
-class Writer {
-  commits = 0
-  private running = true
-  private readonly done: Promise<void>
-
-  constructor(private readonly label: string) {
-    this.done = this.run()
-    this.done.catch(() => {})
-  }
-
-  async commitsMore(count: number, timeout = 20_000): Promise<void> {
-    const target = this.commits + count
-    await waitFor(() => this.commits >= target, { timeout, message: `the writer did not commit ${count} more changes` })
-  }
-
-  async stop(): Promise<void> {
-    this.running = false
-    await this.done
-  }
-
-  private async run(): Promise<void> {
-    const client = new pg.Client(db.url)
-    await client.connect()
-    try {
-      for (let n = 0; this.running; n++) {
-        const org = ORGS[n % ORGS.length]!
-        const kind = Math.floor(n / ORGS.length) % 3
-        if (kind === 0) await client.query('INSERT INTO tasks (organization_id, title) VALUES ($1, $2)', [org, `${this.label} ${n}`])
-        else if (kind === 1) await client.query(`UPDATE tasks SET title = $2, done = NOT done WHERE id = (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY random() LIMIT 1)`, [org, `${this.label} update ${n}`])
-        else await client.query(`DELETE FROM tasks WHERE id = (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY random() LIMIT 1)`, [org])
-        this.commits++
-        await new Promise(resolve => setTimeout(resolve, 15))
-      }
-    }
-    finally {
-      await client.end()
-    }
-  }
-}
-
 /** Opens a tab of `org` through the proxy (alternately the page with its own data and refresh, and the one whose rows live sync reads). */
 async function openTab(org: number): Promise<void> {
   const page = await newTestPage(browser)
@@ -113,9 +69,10 @@ async function socketsPerInstance(): Promise<number[]> {
 }
 
 async function expectTabsToMatchDb(label: string): Promise<void> {
-  for (const { page, org } of pages) {
+  for (const { page, org, errors } of pages) {
     await waitForPageRows(page, () => rowsOfOrg(org), { timeout: 30_000, label: `${label}, ${page.url()}` })
     await waitForLive(page, 20_000)
+    expect(errors, page.url()).toEqual([])
   }
   for (const client of clients) {
     for (const org of ORGS) await waitFor(async () => JSON.stringify(client.rowsOf(org)) === JSON.stringify(await rowsOfKey(org)), { timeout: 30_000, message: `${label}: a protocol client's rows of ${org} differ from the database` })
@@ -143,7 +100,7 @@ describe('three instances behind a round-robin proxy, one Redis, one slot', { ti
 
   it('the leader killed with SIGKILL under writes: another takes over, every tab equals the database, one slot', async () => {
     const leader = await leaderOf(instances)
-    const writer = new Writer('kill')
+    const writer = new Writer({ url: db.url, organizations: ORGS, label: 'kill', periodMs: 15 })
     try {
       await writer.commitsMore(20)
       const killed = performance.now()
@@ -168,7 +125,7 @@ describe('three instances behind a round-robin proxy, one Redis, one slot', { ti
     const leader = await leaderOf(instances)
     const counts = await socketsPerInstance()
     const follower = instances.filter(instance => instance !== leader).sort((a, b) => counts[instances.indexOf(b)]! - counts[instances.indexOf(a)]!)[0]!
-    const writer = new Writer('follower')
+    const writer = new Writer({ url: db.url, organizations: ORGS, label: 'follower', periodMs: 15 })
     try {
       await writer.commitsMore(10)
       await follower.kill('SIGKILL')
@@ -186,7 +143,7 @@ describe('three instances behind a round-robin proxy, one Redis, one slot', { ti
     const leader = await leaderOf(instances)
     // Protocol clients on the two followers, which stay up: they must see every change and no resync.
     for (const instance of instances.filter(other => other !== leader)) clients.push(await RowsClient.connect(instance.url, ORGS))
-    const writer = new Writer('term')
+    const writer = new Writer({ url: db.url, organizations: ORGS, label: 'term', periodMs: 15 })
     const from = leader.output.length
     try {
       await writer.commitsMore(20)
@@ -208,7 +165,7 @@ describe('three instances behind a round-robin proxy, one Redis, one slot', { ti
 
   it('Redis restarted empty under writes: each instance says so once, subscribers resync and equal the database again', async () => {
     await leaderOf(instances)
-    const writer = new Writer('redis')
+    const writer = new Writer({ url: db.url, organizations: ORGS, label: 'redis', periodMs: 15 })
     try {
       await writer.commitsMore(10)
       await redis.stop()

@@ -135,6 +135,21 @@ describe('publishing to Redis', () => {
     await waitFor(() => positions(layout).filter(p => p.r === 'gap').length === 2)
   })
 
+  it('a new slot behind what Redis has (the database moved to another server) starts a history without the old rows', async () => {
+    const { layout, publisher, history } = fresh()
+    await publisher.begin(lsn(0), true)
+    await publisher.publish(tx(10, { 1: ['old'], 2: ['old too'] }))
+    const [before] = await connection.hmget(layout.meta, 'epoch')
+    await publisher.begin(lsn(3), true)
+    const [after] = await connection.hmget(layout.meta, 'epoch')
+    expect(after).not.toBe(before)
+    await publisher.publish(tx(4, { 1: ['new'] }))
+    expect(await titles(history, '1', lsn(3))).toEqual([['new']])
+    expect(await titles(history, '2', lsn(3))).toEqual([])
+    expect(await titles(history, '1', lsn(2))).toBeNull()
+    expect(await redis.client().exists(keyChannel(layout, '2'))).toBe(0)
+  })
+
   it('has no history without a leader having begun one (a Redis that restarted empty)', async () => {
     const { history } = fresh()
     expect(await history.since('1', lsn(0))).toBeNull()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decodeFrameMessage, frameHeader, keyChannel, lsnDecimal, parseHeader, redisLayout } from '../../src/runtime/server/cluster/redis-layout'
+import { decodeFrameMessage, frameHeader, keyChannel, keysPattern, lsnDecimal, parseHeader, redisLayout } from '../../src/runtime/server/cluster/redis-layout'
 import { numberToLsn } from '../../src/runtime/shared/lsn'
 
 describe('cluster mode\'s Redis layout', () => {
@@ -8,6 +8,8 @@ describe('cluster mode\'s Redis layout', () => {
     expect(layout).toEqual({ prefix: 'live-sync:{myapp/live_sync}:', meta: 'live-sync:{myapp/live_sync}:meta', log: 'live-sync:{myapp/live_sync}:log', positions: 'live-sync:{myapp/live_sync}:pos', keys: 'live-sync:{myapp/live_sync}:k:' })
     expect(keyChannel(layout, 'org:5')).toBe('live-sync:{myapp/live_sync}:k:org:5')
     expect(redisLayout('other', 'live_sync').meta).not.toBe(layout.meta)
+    expect(keysPattern(layout)).toBe('live-sync:{myapp/live_sync}:k:*')
+    expect(keysPattern(redisLayout('we*ird[db]', 'live_sync'))).toBe('live-sync:{we\\*ird\\[db\\]/live_sync}:k:*')
   })
 
   it('stores LSNs as exact decimals', () => {

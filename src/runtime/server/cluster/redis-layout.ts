@@ -34,6 +34,11 @@ export function redisLayout(database: string, slotName: string): RedisLayout {
   return { prefix, meta: `${prefix}meta`, log: `${prefix}log`, positions: `${prefix}pos`, keys: `${prefix}k:` }
 }
 
+/** A glob matching every key's stream (its special characters escaped). */
+export function keysPattern(layout: RedisLayout): string {
+  return `${layout.keys.replace(/[*?[\]\\]/g, '\\$&')}*`
+}
+
 /** The stream (and channel) of one subscription key. */
 export function keyChannel(layout: RedisLayout, key: string): string {
   return layout.keys + key
@@ -115,7 +120,12 @@ if last ~= tonumber(ARGV[3]) then return -2 end
 local rows = 0
 local i = 12
 for k = 3, #KEYS do
-  redis.call('XADD', KEYS[k], lsn .. '-' .. ARGV[i], 'h', ARGV[i + 2], 'f', ARGV[i + 3])
+  local id = lsn .. '-' .. ARGV[i]
+  -- A stream left by an older history with later IDs (another database server) goes.
+  if redis.pcall('XADD', KEYS[k], id, 'h', ARGV[i + 2], 'f', ARGV[i + 3])['err'] then
+    redis.call('DEL', KEYS[k])
+    redis.call('XADD', KEYS[k], id, 'h', ARGV[i + 2], 'f', ARGV[i + 3])
+  end
   redis.call('PUBLISH', KEYS[k], ARGV[i + 2] .. ARGV[i + 3])
   rows = rows + tonumber(ARGV[i + 1])
   i = i + 4
@@ -126,7 +136,8 @@ if ARGV[8] == '1' then floor = tonumber(lsn) end
 rows = rows + tonumber(state[4] or '0')
 local oldest = tonumber(ARGV[4]) - tonumber(ARGV[6])
 local maxRows = tonumber(ARGV[5])
-while true do
+-- At most 1000 evictions per call, so that Redis never blocks long; the next calls go on.
+for _ = 1, 1000 do
   local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
   if not first then break end
   local fields = first[2]
@@ -166,17 +177,28 @@ return 1
 
 /**
  * A leader's stream begins at `point`: starts the history there if Redis
- * has none; raises its floor when the slot is new or Redis never heard of
+ * has none, or if a new slot begins before what Redis has (another database
+ * server); raises its floor when the slot is new or Redis never heard of
  * the point (it lost writes), since what came before cannot be replayed.
  * KEYS: meta, log. ARGV: point (decimal), slot created ('1' or ''), new
- * epoch, point (LSN), positions channel.
+ * epoch, point (LSN), positions channel, glob of the keys' streams.
  * Returns { epoch, last published LSN }.
  */
 export const BEGIN_SCRIPT = new LuaScript(`
 local state = redis.call('HMGET', KEYS[1], 'epoch', 'pos', 'floor', 'last')
-if not state[1] then
-  -- What an older history left (its meta was deleted) counts no more.
+local moved = state[1] and ARGV[2] == '1' and tonumber(ARGV[1]) < tonumber(state[4])
+if not state[1] or moved then
+  -- What an older history left counts no more.
   redis.call('DEL', KEYS[2])
+  if moved then
+    -- Its LSNs are another server's: its streams could pass for this one's.
+    local cursor = '0'
+    repeat
+      local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[6], 'COUNT', 1000)
+      cursor = reply[1]
+      for _, key in ipairs(reply[2]) do redis.call('DEL', key) end
+    until cursor == '0'
+  end
   redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'pos', ARGV[1], 'floor', ARGV[1], 'last', '0', 'rows', '0')
   redis.call('PUBLISH', ARGV[5], cjson.encode({ e = ARGV[3], c = ARGV[4] }))
   return { ARGV[3], '0' }
@@ -191,14 +213,14 @@ return { state[1], state[4] }
 `)
 
 /**
- * A key's history after a cursor. KEYS: meta, the key's stream. ARGV: since
- * (decimal), the first ID to read. Returns {} without a history, else
- * { epoch, pos (decimal), 0 } when `since` is older than the floor, else
- * { epoch, pos, 1, entries }.
+ * A key's history after a cursor, up to the last published transaction.
+ * KEYS: meta, the key's stream. ARGV: since (decimal), the first ID to
+ * read. Returns {} without a history, else { epoch, pos (decimal), 0 } when
+ * `since` is older than the floor, else { epoch, pos, 1, entries }.
  */
 export const HISTORY_SCRIPT = new LuaScript(`
-local state = redis.call('HMGET', KEYS[1], 'epoch', 'floor', 'pos')
+local state = redis.call('HMGET', KEYS[1], 'epoch', 'floor', 'pos', 'last')
 if not state[1] then return {} end
 if tonumber(ARGV[1]) < tonumber(state[2]) then return { state[1], state[3], 0 } end
-return { state[1], state[3], 1, redis.call('XRANGE', KEYS[2], ARGV[2], '+') }
+return { state[1], state[3], 1, redis.call('XRANGE', KEYS[2], ARGV[2], state[4] .. '-18446744073709551615') }
 `)

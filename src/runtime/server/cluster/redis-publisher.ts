@@ -12,7 +12,7 @@ import type { ClusterTransaction } from '../engine/engine-cluster'
 import { LiveSyncError } from '../engine/errors'
 import { KeyBatch } from '../engine/key-batch'
 import { runScript, type RedisConnection } from './redis-client'
-import { BEGIN_SCRIPT, frameHeader, keyChannel, lsnDecimal, POSITION_SCRIPT, PUBLISH_SCRIPT, type PositionMessage, type RedisLayout } from './redis-layout'
+import { BEGIN_SCRIPT, frameHeader, keyChannel, keysPattern, lsnDecimal, POSITION_SCRIPT, PUBLISH_SCRIPT, type PositionMessage, type RedisLayout } from './redis-layout'
 
 export interface HistoryBounds {
   /** Rows kept across all keys. */
@@ -40,7 +40,7 @@ export class RedisPublisher {
   async begin(point: Lsn, created: boolean): Promise<void> {
     await this.redis.script('LOAD', PUBLISH_SCRIPT.source)
     await this.redis.script('LOAD', POSITION_SCRIPT.source)
-    const [epoch, last] = await runScript(this.redis, BEGIN_SCRIPT, [this.layout.meta, this.layout.log], [lsnDecimal(point), created ? '1' : '', randomBytes(6).toString('hex'), point, this.layout.positions]) as [string, string]
+    const [epoch, last] = await runScript(this.redis, BEGIN_SCRIPT, [this.layout.meta, this.layout.log], [lsnDecimal(point), created ? '1' : '', randomBytes(6).toString('hex'), point, this.layout.positions, keysPattern(this.layout)]) as [string, string]
     this.epoch = epoch
     this.prev = last
   }

@@ -30,6 +30,8 @@ import type { QueryInterface } from 'sequelize'
 export interface MigrationOptions {
   /** Publication name; must match the module's `liveSync.publication`. */
   publication?: string
+  /** The permanent replication slot of several instances (`liveSync.slotName`), dropped by `down`; default `live_sync`. */
+  slotName?: string
 }
 
 /** The smallest part of Sequelize's QueryInterface these functions use. */
@@ -116,9 +118,19 @@ export async function up(queryInterface: QueryRunner, tables?: string[] | null, 
   }
 }
 
-/** Drops the publication and gives its tables back their DEFAULT replica identity. */
+/**
+ * Drops the publication, gives its tables back their DEFAULT replica
+ * identity, and drops the permanent replication slot that running several
+ * instances (`liveSync.redis`) leaves in this database, so no WAL is kept
+ * for it. Stop the app first: a slot in use cannot be dropped.
+ */
 export async function down(queryInterface: QueryRunner, options?: MigrationOptions): Promise<void> {
   const name = publicationName(options)
+  const slot = options?.slotName ?? 'live_sync'
+  if (!/^[a-z0-9_]{1,63}$/.test(slot)) throw new Error(`[live-sync] migration: ${JSON.stringify(slot)} is not a replication slot name.`)
+  const [held] = await run(queryInterface, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${slot}' AND database = current_database() AND active`)
+  if (held) throw new Error(`[live-sync] migration: replication slot "${slot}" is in use (by PID ${held.active_pid}): stop every instance of the app, then run the migration down again.`)
+  await run(queryInterface, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}' AND database = current_database()`)
   const exists = await run(queryInterface, `SELECT 1 FROM pg_publication WHERE pubname = '${name}'`)
   if (exists.length === 0) return
   const role = await currentRole(queryInterface)

@@ -80,9 +80,24 @@ export interface ModuleOptions {
    * `NUXT_LIVE_SYNC_DEBUG_KEYS` (comma separated).
    */
   debugKeys?: Array<string | number>
+  /**
+   * Redis URL (`redis://host:6379`) for running several instances of the
+   * app: one of them streams a permanent replication slot and publishes
+   * through Redis, which also keeps the replay history every instance
+   * serves. Needs the `ioredis` package. Runtime config:
+   * `NUXT_LIVE_SYNC_REDIS_URL`. Without it each instance streams alone.
+   */
+  redis?: string
+  /**
+   * With `redis`: the permanent replication slot the leading instance
+   * streams (default `live_sync`; lower-case letters, digits, _). Runtime
+   * config: `NUXT_LIVE_SYNC_SLOT_NAME`.
+   */
+  slotName?: string
 }
 
 const IDENTIFIER = /^[a-z_][\w$]{0,62}$/i
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/
 
 /** `joinURL('/', '/_live_sync', 'metrics')` → `/_live_sync/metrics`. */
 function joinURL(...parts: string[]): string {
@@ -105,6 +120,7 @@ export default defineNuxtModule<ModuleOptions>({
     // Configuration mistakes fail the build with a message, not the runtime.
     if (!options.path?.startsWith('/')) throw new Error(`[live-sync] liveSync.path must start with "/", got ${JSON.stringify(options.path)}.`)
     if (!IDENTIFIER.test(options.publication ?? '')) throw new Error(`[live-sync] liveSync.publication must be a plain identifier, got ${JSON.stringify(options.publication)}.`)
+    if (options.slotName !== undefined && !SLOT_NAME.test(options.slotName)) throw new Error(`[live-sync] liveSync.slotName must be a replication slot name (lower-case letters, digits and _), got ${JSON.stringify(options.slotName)}.`)
     for (const origin of options.allowedOrigins ?? []) {
       if (!normalizeOrigin(origin)) throw new Error(`[live-sync] liveSync.allowedOrigins: ${JSON.stringify(origin)} is not an origin such as "https://admin.example.com".`)
     }
@@ -135,6 +151,9 @@ export default defineNuxtModule<ModuleOptions>({
       // A string, so that NUXT_LIVE_SYNC_DEBUG_KEYS (comma separated) replaces it alike.
       debugKeys: (options.debugKeys ?? []).map(String).join(','),
       metrics: { enabled: metrics !== null, public: metrics?.public ?? false, path: metricsPath },
+      // Read as NUXT_LIVE_SYNC_REDIS_URL and NUXT_LIVE_SYNC_SLOT_NAME.
+      redisUrl: options.redis ?? '',
+      slotName: options.slotName ?? 'live_sync',
     })
     nuxt.options.runtimeConfig.public.liveSync = defu(nuxt.options.runtimeConfig.public.liveSync as object | undefined, {
       path: options.path,

@@ -90,6 +90,25 @@ describe('migration', () => {
     expect(await state(sequelize)).toEqual({ publication: null, published: [], identities: ALL_DEFAULT })
   })
 
+  it('down drops the permanent slot that several instances leave, and only its own', async () => {
+    const { sequelize } = await database('migration_slot')
+    await up(sequelize.getQueryInterface())
+    // Slot names are global to the cluster: unique to this test.
+    const slots = ['migration_test_cluster', 'migration_test_other']
+    for (const slot of slots) await sequelize.query(`SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`)
+    const remaining = async () => (await sequelize.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'migration_test_%' ORDER BY 1`) as [Array<{ slot_name: string }>, unknown])[0].map(row => row.slot_name)
+    try {
+      await down(sequelize.getQueryInterface(), { slotName: 'migration_test_cluster' })
+      expect(await remaining()).toEqual(['migration_test_other'])
+      expect(await state(sequelize)).toEqual({ publication: null, published: [], identities: ALL_DEFAULT })
+      // Nothing left to drop: down runs again without complaint.
+      await down(sequelize.getQueryInterface(), { slotName: 'migration_test_cluster' })
+    }
+    finally {
+      await sequelize.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'migration_test_%'`)
+    }
+  })
+
   describe('run by a role that is not a superuser (the README\'s `app` role)', () => {
     // Role names are global to the cluster: unique to this file.
     const APP = 'migration_test_app'

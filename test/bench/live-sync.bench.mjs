@@ -12,6 +12,8 @@
  *               encoded frames (must be 1) and time to hand it to all of them
  *   socket      commit → a WebSocket client of the built test app (needs
  *               `node test/scripts/prepare.mjs`, which `npm test` runs)
+ *   cluster     the same through Redis with three instances, and the fan-out
+ *               choice (test/bench/cluster.bench.mjs)
  *
  * Starts its own PostgreSQL (same launcher as the tests).
  */
@@ -239,6 +241,9 @@ try {
   await sequelize.close()
 
   await socketLatency(server.url)
+  // Several instances on Redis (its own file: test/bench/cluster.bench.mjs).
+  const { clusterBench } = await import('./cluster.bench.mjs')
+  await clusterBench(server.url)
 }
 finally {
   await server.stop()

@@ -14,6 +14,7 @@ import { launchBrowser, newTestPage, waitForLive, waitForPageRows, type TestPage
 import { setupFixtureServer, waitForLiveSync } from '../support/fixture-server'
 import { createFixtureDatabase } from '../support/schema'
 import { waitFor } from '../support/wait'
+import { Writer } from '../support/writer'
 
 const ORG = 1
 const db = await createFixtureDatabase('e2e_no_stale', {
@@ -65,50 +66,6 @@ async function expectPagesToMatchDb(pages: TestPage[], label: string): Promise<v
   }
 }
 
-/**
- * Commits one change to the organization's tasks every 20 ms on its own
- * connection: an insert, an update of a row, a delete of a row, in turn.
- */
-class Writer {
-  commits = 0
-  private running = true
-  private readonly done: Promise<void>
-
-  constructor(private readonly label: string) {
-    this.done = this.run()
-    this.done.catch(() => {}) // surfaces through stop() and commitsMore()'s deadline
-  }
-
-  async commitsMore(count: number): Promise<void> {
-    const target = this.commits + count
-    await waitFor(() => this.commits >= target, { timeout: 15_000, message: `the writer did not commit ${count} more changes` })
-  }
-
-  async stop(): Promise<void> {
-    this.running = false
-    await this.done
-  }
-
-  private async run(): Promise<void> {
-    const client = new pg.Client(db.url)
-    await client.connect()
-    try {
-      for (let n = 0; this.running; n++) {
-        const started = Date.now()
-        if (n % 3 === 0) await client.query('INSERT INTO tasks (organization_id, title) VALUES ($1, $2)', [ORG, `${this.label} insert ${n}`])
-        else if (n % 3 === 1) await client.query(`UPDATE tasks SET title = $2, done = NOT done, updated_at = now() WHERE id = (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY random() LIMIT 1)`, [ORG, `${this.label} update ${n}`])
-        else await client.query(`DELETE FROM tasks WHERE id = (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY random() LIMIT 1)`, [ORG])
-        this.commits++
-        const wait = 20 - (Date.now() - started)
-        if (wait > 0 && this.running) await new Promise(resolve => setTimeout(resolve, wait))
-      }
-    }
-    finally {
-      await client.end()
-    }
-  }
-}
-
 /** Closes the pages' contexts. */
 async function closePages(pages: TestPage[]): Promise<void> {
   await Promise.all(pages.map(({ page }) => page.context().close()))
@@ -117,7 +74,7 @@ async function closePages(pages: TestPage[]): Promise<void> {
 describe('pages without refresh after a gap the server cannot replay', () => {
   it('equal the database after the replication connection is killed three times under writes', async () => {
     const pages = await openPages()
-    const writer = new Writer('gap')
+    const writer = new Writer({ url: db.url, organizations: [ORG], label: 'gap' })
     try {
       for (let round = 1; round <= 3; round++) {
         const before = await engineState()

@@ -320,14 +320,11 @@ export class PeerSession {
     if (this.closed) return
     // Subscribing again restarts the key (with the new cursor).
     this.keys.get(key)?.()
-    let subscription: ReturnType<LiveSyncEngine['subscribe']>
-    this.replaying = true
-    try {
-      subscription = engine.subscribe(value, delivery => this.deliver(delivery), since)
-    }
-    finally {
-      this.replaying = false
-    }
+    this.keys.delete(key)
+    // Synchronous in a single instance; in cluster mode the key's history is read from Redis first.
+    const joined = engine.join(value, delivery => this.deliver(delivery), since, deliver => this.burst(deliver))
+    const subscription = joined instanceof Promise ? await joined : joined
+    if (this.closed) return subscription.unsubscribe()
     this.keys.set(key, subscription.unsubscribe)
     if (subscription.tooOld) {
       engine.metrics.resynced('too-old', 1)
@@ -335,6 +332,7 @@ export class PeerSession {
     }
     // The id attributes travel only to an authorized subscriber.
     this.write({ type: 'subscribed', key, cursor: subscription.cursor, replayed: subscription.replayed, models: engine.models })
+    subscription.live()
     // Subscribed all the same: when the stream (re)starts the key gets a `resync`.
     if (engine.status !== 'streaming') this.error('unavailable', '[live-sync] live updates are paused: the server\'s replication stream is not running (its log says why)', key)
   }
@@ -343,7 +341,9 @@ export class PeerSession {
     const key = keyString(value)!
     if (!engine) throw new ProtocolError('unavailable', '[live-sync] live sync is not configured on this server')
     if (!this.keys.has(key)) throw new ProtocolError('bad-request', `[live-sync] replay of key ${JSON.stringify(key)}, which this socket has not subscribed to`)
-    const batches = engine.replay(value, since)
+    const found = engine.readHistory(value, since)
+    const batches = found instanceof Promise ? await found : found
+    if (this.closed) return
     // A replay's frames are this socket's own copies (they carry its `ref`): one larger than the
     // socket may hold unsent is answered like a history that does not reach back, with a reload.
     if (batches === null || replayLength(batches) > this.limits.maxBufferedBytes) {
@@ -364,6 +364,17 @@ export class PeerSession {
     catch (error) {
       const reason = (error as { statusMessage?: string, message?: string })?.statusMessage ?? (error as Error)?.message
       throw new ProtocolError('forbidden', `[live-sync] subscription to ${JSON.stringify(key)} refused${reason ? `: ${reason}` : ''}`)
+    }
+  }
+
+  /** Replayed batches go out in one burst, unchecked: the socket's backlog was checked before. */
+  private burst(deliver: () => void): void {
+    this.replaying = true
+    try {
+      deliver()
+    }
+    finally {
+      this.replaying = false
     }
   }
 

@@ -13,6 +13,8 @@ export type LiveSyncErrorCode
     | 'REPLICATION'
     /** A snapshot request names a model or association that cannot be read. */
     | 'SNAPSHOT'
+    /** Cluster mode: Redis is unreachable, or its client is missing. */
+    | 'REDIS'
 
 export class LiveSyncError extends Error {
   constructor(

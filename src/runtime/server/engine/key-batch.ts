@@ -34,6 +34,17 @@ export class KeyBatch {
     this.size = encodedChanges.length
   }
 
+  /**
+   * A batch whose frame was made elsewhere (in cluster mode by the leader,
+   * read from Redis): kept as it came, bytes or text.
+   */
+  static fromFrame(key: string, cursor: Lsn, size: number, frame: string | Buffer, at: number): KeyBatch {
+    const batch = new KeyBatch(key, cursor, [], at)
+    batch.content = frame
+    ;(batch as { size: number }).size = size
+    return batch
+  }
+
   /** `{"type":"tx","key":…,"cursor":…,"changes":[…]}` */
   frame(): string {
     const content = this.content

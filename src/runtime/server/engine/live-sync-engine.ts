@@ -7,10 +7,11 @@
 import { randomBytes } from 'node:crypto'
 import type { ClientConfig } from 'pg'
 import type { Sequelize } from 'sequelize'
-import { compareLsn, type Lsn } from '../../shared/lsn'
+import { compareLsn, maxLsn, type Lsn } from '../../shared/lsn'
 import { keyString, type KeyValue, type ModelMeta, type ResyncReason, type Row, type SnapshotModel } from '../../shared/protocol'
 import { ChangeRouter, type KeyedChanges, type ViewTouches } from './change-router'
 import { resolveConnectionConfig } from './connection-config'
+import type { ClusterHost, ClusterSubscription, EngineCluster } from './engine-cluster'
 import { EngineMetrics, preciseNow } from './engine-metrics'
 import { LiveSyncError, type LiveSyncLogger } from './errors'
 import { describeChanges, type EngineFeedEntry, type LiveSyncEngineStats, type PeerStats } from './engine-stats'
@@ -62,6 +63,13 @@ export interface LiveSyncEngineOptions {
   feedSize?: number
   /** The socket counters `stats()` reports alongside the engine's (the Nitro route keeps them). */
   peerStats?: () => PeerStats
+  /**
+   * Cluster mode (several instances; see src/runtime/server/cluster/): only
+   * the leader streams, from a permanent slot, and hands each transaction to
+   * the cluster; every instance's hub is fed by the cluster. Set by the Nitro
+   * plugin when `liveSync.redis` is configured.
+   */
+  cluster?: EngineCluster | null
 }
 
 export interface SnapshotOptions {
@@ -120,8 +128,14 @@ export class LiveSyncEngine {
   readonly publication: string
   status: EngineStatus = 'idle'
   lastError: LiveSyncError | null = null
-  /** Identifies the current replication session; a new one means a gap was possible. */
+  /** Identifies the current replication session (in cluster mode the shared history); a new one means a gap was possible. */
   epoch = ''
+  /**
+   * The replication stream's own status. Single-instance mode: `status`.
+   * Cluster mode: `status` says whether this instance gets the changes
+   * (Redis); this whether it streams them ('idle' on a follower).
+   */
+  replicationStatus: EngineStatus = 'idle'
   /** Everything up to here has been dispatched. */
   cursor: Lsn | null = null
   /** What a client needs to know of each watched model. */
@@ -131,6 +145,14 @@ export class LiveSyncEngine {
   private readonly logger: LiveSyncLogger
   private readonly config: ClientConfig
   private readonly options: LiveSyncEngineOptions
+  private readonly cluster: EngineCluster | null
+  /** Cluster mode: this instance holds the leadership (and streams the slot). */
+  private leading = false
+  /** Cluster mode: transactions handed to the cluster and not confirmed yet. */
+  private publishing = 0
+  /** Cluster mode: a position (keepalive) being published, and the newest one waiting. */
+  private positioning = false
+  private idlePosition: Lsn | null = null
   private router: ChangeRouter | null = null
   private stream: ReplicationStream | null = null
   private tx: KeyedChanges | null = null
@@ -187,6 +209,12 @@ export class LiveSyncEngine {
     this.models = Object.fromEntries(this.watched.map(watch => [watch.name, { id: watch.id.map(id => id.attribute) }]))
     this.byName = new Map(this.watched.map(watch => [watch.name, watch]))
     this.hub = new SubscriptionHub(this.logger, options.replay)
+    this.cluster = options.cluster ?? null
+  }
+
+  /** `single` without a cluster; in cluster mode whether this instance streams the slot. */
+  get role(): 'single' | 'leader' | 'follower' {
+    return this.cluster ? (this.leading ? 'leader' : 'follower') : 'single'
   }
 
   /**
@@ -198,15 +226,16 @@ export class LiveSyncEngine {
     if (this.running) return this.running
     this.stopped = false
     if (this.watched.length === 0) this.logger.warn('[live-sync] no Sequelize model has liveSync watch options; nothing will be streamed.')
-    this.running = this.connect()
+    this.running = this.cluster ? this.cluster.start(this.clusterHost()) : this.connect()
     return this.running
   }
 
-  /** Stops streaming; resolves when Postgres no longer holds our slot. */
+  /** Stops streaming; resolves when Postgres no longer holds our slot (a permanent one is let go, not dropped). */
   async stop(): Promise<void> {
     this.stopped = true
     if (this.retryTimer) clearTimeout(this.retryTimer)
     this.retryTimer = null
+    if (this.cluster) return this.stopCluster(this.cluster)
     const stream = this.stream
     this.stream = null
     await this.running?.catch(() => {})
@@ -216,9 +245,81 @@ export class LiveSyncEngine {
     await (this.stream as ReplicationStream | null)?.stop()
     this.stream = null
     this.running = null
-    if (this.status !== 'stopped' && this.status !== 'idle') this.logger.info(`[live-sync] stopped${stream ? '; its temporary replication slot is dropped' : ''}.`)
+    const wasRunning = this.status !== 'stopped' && this.status !== 'idle'
+    this.setReplication('stopped')
+    if (wasRunning) this.logger.info(`[live-sync] stopped${stream ? '; its temporary replication slot is dropped' : ''}.`)
+    this.slotName = null
+  }
+
+  /**
+   * Cluster mode: a leader hands over without a gap. What it handed to
+   * Redis is confirmed and acknowledged, the slot let go, and only then the
+   * leadership, so a follower takes over at once from the slot's position
+   * (what was decoded but not published yet it streams again).
+   */
+  private async stopCluster(cluster: EngineCluster): Promise<void> {
+    const stream = this.stream
+    if (stream) {
+      stream.pause()
+      const deadline = Date.now() + 5000
+      while ((this.publishing > 0 || this.positioning) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    this.stream = null
+    this.pending = []
+    await stream?.stop()
+    await this.running?.catch(() => {})
+    await (this.stream as ReplicationStream | null)?.stop()
+    this.stream = null
+    await cluster.stop()
+    this.leading = false
+    this.running = null
+    this.replicationStatus = 'stopped'
     this.slotName = null
     this.setStatus('stopped')
+  }
+
+  /** What the cluster may do to this engine. */
+  private clusterHost(): ClusterHost {
+    const cursor = () => this.cursor
+    return {
+      hub: this.hub,
+      lead: () => this.lead(),
+      follow: () => this.follow(),
+      advance: cursor => this.advance(cursor, Date.now()),
+      serve: (status, epoch) => {
+        this.epoch = epoch
+        this.setStatus(status)
+      },
+      resyncAll: (reason, cursor, tables) => this.resyncAll(reason, cursor, tables),
+      get cursor() {
+        return cursor()
+      },
+    }
+  }
+
+  /** Cluster mode: this instance won the election; it streams the slot until it stops or loses it. */
+  private lead(): void {
+    if (this.stopped || this.leading) return
+    this.leading = true
+    this.attempt = 0
+    this.running = this.connect()
+  }
+
+  /** Cluster mode: the leadership is gone (its connection died): stop streaming at once, another instance may lead. */
+  private async follow(): Promise<void> {
+    this.leading = false
+    if (this.retryTimer) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    const stream = this.stream
+    this.stream = null
+    this.pending = []
+    await stream?.stop()
+    this.setReplication('idle')
+  }
+
+  /** Stopped, or (cluster mode) not the leader: no stream may be opened. */
+  private get halted(): boolean {
+    return this.stopped || (this.cluster !== null && !this.leading)
   }
 
   /**
@@ -228,6 +329,7 @@ export class LiveSyncEngine {
    * not reach back that far.
    */
   subscribe(key: KeyValue, subscriber: Subscriber, since?: Lsn | null): EngineSubscription {
+    if (this.cluster) throw new LiveSyncError('CONFIG', 'in cluster mode a subscription reads the shared history from Redis: use join() instead of subscribe().')
     const routed = keyString(key)!
     let replayed = 0
     let tooOld = false
@@ -319,8 +421,27 @@ export class LiveSyncEngine {
 
   /** The key's batches after `since`, or `null` when they are no longer all held. */
   replay(key: KeyValue, since: Lsn): KeyBatch[] | null {
+    if (this.cluster) throw new LiveSyncError('CONFIG', 'in cluster mode the history is in Redis: use readHistory() instead of replay().')
     if (!this.cursor) return null
     return this.hub.buffer.since(keyString(key)!, since)
+  }
+
+  /**
+   * `subscribe()` in either mode: synchronous in single-instance mode; in
+   * cluster mode it resolves once the key's history was read from Redis.
+   * Replayed batches are delivered inside `burst`; call `live()` once the
+   * subscriber was told it is subscribed (later batches wait for it).
+   */
+  join(key: KeyValue, subscriber: Subscriber, since: Lsn | null | undefined, burst: (deliver: () => void) => void): ClusterSubscription | Promise<ClusterSubscription> {
+    if (this.cluster) return this.cluster.subscribe(keyString(key)!, subscriber, since, burst)
+    let subscription!: EngineSubscription
+    burst(() => (subscription = this.subscribe(key, subscriber, since)))
+    return { ...subscription, live: () => {} }
+  }
+
+  /** `replay()` in either mode (in cluster mode read from Redis). */
+  readHistory(key: KeyValue, since: Lsn): KeyBatch[] | null | Promise<KeyBatch[] | null> {
+    return this.cluster ? this.cluster.replay(keyString(key)!, since) : this.replay(key, since)
   }
 
   /**
@@ -396,49 +517,77 @@ export class LiveSyncEngine {
     for (const listener of [...this.statusListeners]) listener(status)
   }
 
+  /** The replication stream's status, which is the engine's unless a cluster feeds the hub. */
+  private setReplication(status: EngineStatus): void {
+    this.replicationStatus = status
+    if (!this.cluster) this.setStatus(status)
+  }
+
   private async connect(): Promise<void> {
-    const reconnecting = this.epoch !== ''
-    this.setStatus(reconnecting ? 'reconnecting' : 'starting')
+    const reconnecting = this.cluster ? this.replicationStatus !== 'idle' : this.epoch !== ''
+    this.setReplication(reconnecting ? 'reconnecting' : 'starting')
     let stream: ReplicationStream | null = null
     try {
       // A first connection makes Sequelize learn the OIDs of enums, ranges, ….
       await this.sequelize.authenticate({ logging: false })
       const tables = this.watched.map(watch => watch.table).filter((t, i, all) => all.indexOf(t) === i)
-      const { warnings, changes } = await preflight(this.config, this.publication, tables, { manageTables: this.options.manageTables })
+      const { warnings, changes } = await preflight(this.config, this.publication, tables, { manageTables: this.options.manageTables, slotName: this.cluster?.slotName })
       for (const change of changes) this.logger.info(change)
-      if (this.stopped) return
+      if (this.halted) return
       if (!reconnecting) for (const warning of warnings) this.logger.warn(warning)
       const connectionManager = (this.sequelize as unknown as { connectionManager: { getTypeParser: ParserLookup } }).connectionManager
       this.router = new ChangeRouter(this.watched, oid => connectionManager.getTypeParser(oid), this.logger)
       this.tx = null
       this.truncated = null
+      const cluster = this.cluster
+      // A position of an earlier session must not be confirmed in this one.
+      this.idlePosition = null
       stream = new ReplicationStream({
         config: this.config,
         publication: this.publication,
-        slotName: (this.slotName = `live_sync_${process.pid}_${randomBytes(4).toString('hex')}`),
+        slotName: (this.slotName = cluster?.slotName ?? `live_sync_${process.pid}_${randomBytes(4).toString('hex')}`),
         idleTimeoutMs: this.options.idleTimeoutMs,
         dispatched: () => this.pending.length === 0,
         onMessage: message => this.onMessage(message, stream!),
+        // Cluster mode: a permanent slot, so that the next leader continues where this one was acknowledged.
+        ...(cluster && {
+          permanent: true,
+          beforeStart: (point: Lsn, created: boolean) => cluster.begin(point, created),
+          onIdlePosition: (lsn: Lsn) => {
+            if (this.pending.length === 0) this.positionAt(lsn, stream!)
+          },
+        }),
       })
       this.stream = stream
       const consistentPoint = await stream.start()
-      if (this.stopped) return
+      if (this.halted) return
       this.began(consistentPoint, reconnecting)
       void stream.closed.then(error => this.onClosed(stream!, error))
     }
     catch (error) {
       if (this.stream === stream) this.stream = null
       await stream?.stop().catch(() => {})
-      if (this.stopped) return
+      if (this.halted) return
       this.report(error)
-      this.setStatus('error')
+      this.setReplication('error')
       this.scheduleRetry()
     }
   }
 
   private began(consistentPoint: Lsn, reconnecting: boolean): void {
-    this.epoch = randomBytes(6).toString('hex')
     this.attempt = 0
+    if (this.cluster) {
+      // The history, cursor and epoch are the cluster's; a permanent slot loses nothing between sessions.
+      this.pending = []
+      this.viewReader = new ViewReader()
+      this.lastReported = ''
+      this.lastError = null
+      this.txBroken = false
+      this.logger.info(`[live-sync] this instance leads: it streams slot "${this.cluster.slotName}" from ${consistentPoint} and publishes to Redis.`)
+      this.setReplication('streaming')
+      return
+    }
+    this.epoch = randomBytes(6).toString('hex')
     // Nothing from before the new slot can be replayed: the history restarts here.
     this.hub.buffer.reset(consistentPoint)
     // Transactions of the previous session still waiting are covered by the resync below.
@@ -472,18 +621,19 @@ export class LiveSyncEngine {
   }
 
   private onClosed(stream: ReplicationStream, error: Error | null): void {
-    if (this.stopped || this.stream !== stream) return
+    if (this.halted || this.stream !== stream) return
     this.stream = null
     void stream.stop()
     this.report(error ?? new LiveSyncError('REPLICATION', 'replication stream ended'))
-    this.setStatus('reconnecting')
+    this.setReplication('reconnecting')
     this.scheduleRetry()
   }
 
   private scheduleRetry(): void {
-    if (this.stopped || this.retryTimer) return
+    if (this.halted || this.retryTimer) return
     const min = this.options.retry?.minDelayMs ?? 500
-    const max = this.options.retry?.maxDelayMs ?? 30_000
+    // Cluster mode: Redis coming back must not wait long for the leader.
+    const max = this.options.retry?.maxDelayMs ?? (this.cluster ? 2000 : 30_000)
     const delay = Math.min(max, min * 2 ** this.attempt++) * (0.5 + Math.random() / 2)
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null
@@ -557,6 +707,7 @@ export class LiveSyncEngine {
     this.truncated = null
     this.txBroken = false
     if (this.pending.length === 0 && !tx.touches) {
+      if (this.cluster) return this.publish(tx)
       this.dispatch(tx)
       tx.stream.acknowledge(tx.cursor)
       return
@@ -587,14 +738,82 @@ export class LiveSyncEngine {
         if (this.pending[0] !== tx) continue
         this.pending.shift()
         if (tx.stream !== this.stream) continue
-        this.dispatch(tx)
-        tx.stream.acknowledge(tx.cursor)
-        if (this.pending.length < MAX_PENDING_TRANSACTIONS / 2) tx.stream.resume()
+        if (this.cluster) {
+          this.publish(tx)
+        }
+        else {
+          this.dispatch(tx)
+          tx.stream.acknowledge(tx.cursor)
+        }
+        if (this.pending.length + this.publishing < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) tx.stream.resume()
       }
     }
     finally {
       this.draining = false
     }
+  }
+
+  /** Everything up to `cursor` has been handed to the hub. */
+  private advance(cursor: Lsn, now: number): void {
+    this.cursor = cursor
+    this.recent.push({ cursor, at: now })
+    if (this.recent.length > 4096) this.recentBase = this.recent.splice(0, 2048).at(-1)!.cursor
+  }
+
+  /**
+   * Cluster mode: hands a committed transaction to Redis (every instance's
+   * hub, this one's too, gets it from there) and acknowledges it to Postgres
+   * once Redis has it. Redis answers in order, so acknowledgements stay in
+   * commit order; if it fails, the stream starts again from the slot's
+   * confirmed position and Redis skips what it has.
+   */
+  private publish(tx: CommittedTx): void {
+    const stream = tx.stream
+    const broken = tx.broken || this.txBroken
+    this.txBroken = false
+    if (this.stopped) return
+    if (!tx.keyed?.size && !tx.truncated && !broken) return this.positionAt(tx.cursor, stream)
+    if (++this.publishing + this.pending.length >= MAX_PENDING_TRANSACTIONS) stream.pause()
+    this.cluster!.publish({ cursor: tx.cursor, xid: tx.xid, keyed: tx.keyed, truncated: tx.truncated ? [...tx.truncated] : null, broken }).then(() => {
+      this.publishing--
+      let rows = 0
+      if (tx.keyed) for (const changes of tx.keyed.values()) rows += changes.length
+      this.metrics.dispatched(tx.commitTime, rows, preciseNow())
+      if (stream === this.stream) stream.acknowledge(tx.cursor)
+      this.relieve()
+    }, (error: unknown) => {
+      this.publishing--
+      this.onClosed(stream, error as Error)
+      this.relieve()
+    })
+  }
+
+  /** Cluster mode: reads from the replication connection again once few transactions wait for Redis. */
+  private relieve(): void {
+    if (this.publishing + this.pending.length < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) this.stream?.resume()
+  }
+
+  /**
+   * Cluster mode: a position with nothing to publish before it (a keepalive,
+   * or transactions of tables nobody watches) goes to Redis too, then is
+   * acknowledged, so Postgres may recycle the WAL behind it. One at a time;
+   * the newest waiting one goes next.
+   */
+  private positionAt(lsn: Lsn, stream: ReplicationStream): void {
+    this.idlePosition = maxLsn(this.idlePosition, lsn)
+    if (this.positioning || this.stopped) return
+    const target = this.idlePosition!
+    this.positioning = true
+    this.cluster!.publishPosition(target).then(() => {
+      this.positioning = false
+      if (stream !== this.stream) return
+      stream.acknowledge(target)
+      const next = this.idlePosition
+      if (next && compareLsn(next, target) > 0) this.positionAt(next, stream)
+    }, (error: unknown) => {
+      this.positioning = false
+      this.onClosed(stream, error as Error)
+    })
   }
 
   /** Hands a committed transaction to the hub, one batch per key. */
@@ -603,9 +822,7 @@ export class LiveSyncEngine {
     const cursor = tx.cursor
     // Postgres streams transactions in commit order; a cursor never goes back.
     if (this.cursor && compareLsn(cursor, this.cursor) < 0) return
-    this.cursor = cursor
-    this.recent.push({ cursor, at: now })
-    if (this.recent.length > 4096) this.recentBase = this.recent.splice(0, 2048).at(-1)!.cursor
+    this.advance(cursor, now)
     let rows = 0
     const debugKeys = this.debugKeys
     if (tx.keyed) {

@@ -13,6 +13,8 @@ export interface PreflightOptions {
    * FULL where the connecting role may (default true); otherwise only warn.
    */
   manageTables?: boolean
+  /** Cluster mode's permanent slot: when it exists already it needs no free slot. */
+  slotName?: string
 }
 
 export interface PreflightResult {
@@ -52,8 +54,8 @@ async function check(client: pg.Client, publication: string, tables: string[], o
            current_user AS user,
            r.rolsuper AS superuser,
            r.rolreplication AS replication,
-           (SELECT count(*) FROM pg_replication_slots) AS used_slots
-      FROM pg_roles r WHERE r.rolname = current_user`)
+           (SELECT count(*) FROM pg_replication_slots WHERE slot_name IS DISTINCT FROM $1) AS used_slots
+      FROM pg_roles r WHERE r.rolname = current_user`, [options.slotName ?? null])
   if (!settings) throw new LiveSyncError('CONNECT', 'could not read the current role from pg_roles.')
 
   if (settings.wal_level !== 'logical') {

@@ -7,6 +7,16 @@
 import { compareLsn, maxLsn, type Lsn } from '../../shared/lsn'
 import type { KeyBatch } from './key-batch'
 
+/**
+ * Where a late subscriber's missed batches come from: this process's
+ * `ReplayBuffer`, or in cluster mode the history shared in Redis
+ * (cluster/redis-history.ts), which is read asynchronously.
+ */
+export interface ReplayHistory {
+  /** The batches of `key` after `since`, oldest first, or `null` when `since` is older than the history reaches. */
+  since: (key: string, since: Lsn) => KeyBatch[] | null | Promise<KeyBatch[] | null>
+}
+
 export interface ReplayBufferOptions {
   /** Rows kept across all keys. */
   maxRows?: number
@@ -41,7 +51,7 @@ class Queue<T> {
   }
 }
 
-export class ReplayBuffer {
+export class ReplayBuffer implements ReplayHistory {
   private readonly all = new Queue<KeyBatch>()
   private readonly byKey = new Map<string, Queue<KeyBatch>>()
   private rows = 0

@@ -3,16 +3,22 @@
  * replication connection itself (so Postgres drops it, and the WAL it pins,
  * whenever the session ends, even if this process is killed), streamed
  * through pg-logical-replication with acknowledgements under our control.
+ * In cluster mode the slot is PERMANENT and named (permanent-slot.ts): the
+ * next session, maybe another instance's, continues where this one was
+ * acknowledged.
  */
 import pg from 'pg'
 import { LogicalReplicationService } from 'pg-logical-replication'
 import { maxLsn, normalizeLsn, previousLsn, type Lsn } from '../../shared/lsn'
 import { LiveSyncError } from './errors'
+import { openPermanentSlot, waitUntilInactive } from './permanent-slot'
 import { decodePgoutput, type PgoutputMessage } from './pgoutput-decoder'
 
 interface PluginOptions {
   publication: string
   onSlot: (consistentPoint: Lsn) => void
+  permanent?: boolean
+  beforeStart?: (point: Lsn, created: boolean) => Promise<void>
 }
 
 /** pgoutput with our decoder, and a temporary slot made right before streaming. */
@@ -31,9 +37,17 @@ class LiveSyncPgoutputPlugin {
     // Values are printed in the session's time zone: UTC gives timestamptz
     // text that converts to ISO strings without a Date (see row-shaper).
     await client.query(`SET TimeZone TO 'UTC'`)
-    // A temporary slot must be created on the connection that streams from it.
-    const { rows } = await client.query(`CREATE_REPLICATION_SLOT "${slotName}" TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`)
-    const consistentPoint = normalizeLsn(rows[0].consistent_point)
+    let consistentPoint: Lsn
+    if (this.options.permanent) {
+      const slot = await openPermanentSlot(client, slotName)
+      consistentPoint = slot.point
+      await this.options.beforeStart?.(consistentPoint, slot.created)
+    }
+    else {
+      // A temporary slot must be created on the connection that streams from it.
+      const { rows } = await client.query(`CREATE_REPLICATION_SLOT "${slotName}" TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`)
+      consistentPoint = normalizeLsn(rows[0].consistent_point)
+    }
     this.options.onSlot(consistentPoint)
     return client.query(`START_REPLICATION SLOT "${slotName}" LOGICAL ${consistentPoint} (proto_version '1', publication_names '"${this.options.publication}"')`)
   }
@@ -52,6 +66,19 @@ export interface ReplicationStreamOptions {
    * for a read-back): only then may a keepalive's position be confirmed.
    */
   dispatched?: () => boolean
+  /**
+   * A permanent, named slot (created if missing), kept when the session
+   * ends; `slotName` must be a plain identifier. Default: a temporary one.
+   */
+  permanent?: boolean
+  /** Runs once the slot's start position is known, before anything is streamed (`created`: the slot was just made). */
+  beforeStart?: (point: Lsn, created: boolean) => Promise<void>
+  /**
+   * Receives a keepalive's position between transactions instead of the
+   * stream confirming it: the owner acknowledges it once it has recorded it
+   * (cluster mode: once Redis has it).
+   */
+  onIdlePosition?: (lsn: Lsn) => void
 }
 
 export class ReplicationStream {
@@ -91,7 +118,10 @@ export class ReplicationStream {
       // Between transactions everything up to the keepalive's position has
       // been dispatched: confirming it lets Postgres recycle WAL that only
       // unwatched tables wrote.
-      if (!this.inTransaction && (this.options.dispatched?.() ?? true)) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, normalizeLsn(lsn))
+      if (!this.inTransaction) {
+        if (this.options.onIdlePosition) this.options.onIdlePosition(normalizeLsn(lsn))
+        else if (this.options.dispatched?.() ?? true) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, normalizeLsn(lsn))
+      }
       if (shouldRespond) this.flushAck()
     })
     this.service.on('error', () => {}) // surfaced through the subscribe() promise
@@ -103,6 +133,8 @@ export class ReplicationStream {
       let started = false
       const plugin = new LiveSyncPgoutputPlugin({
         publication: this.options.publication,
+        permanent: this.options.permanent,
+        beforeStart: this.options.beforeStart,
         onSlot: (point) => {
           this.consistentPoint = point
           this.acked = point
@@ -199,7 +231,8 @@ export class ReplicationStream {
 
   /**
    * Ends the session and waits until Postgres has dropped the temporary
-   * slot, dropping it ourselves if it lingers inactive.
+   * slot, dropping it ourselves if it lingers inactive. A permanent slot is
+   * kept: this waits until it is free for the next session.
    */
   async stop(): Promise<void> {
     if (this.stopping) return
@@ -212,7 +245,8 @@ export class ReplicationStream {
     await this.service.stop().catch(() => {})
     this.service.removeAllListeners()
     this.finish(null)
-    await dropSlot(this.options.config, this.options.slotName)
+    if (this.options.permanent) await waitUntilInactive(this.options.config, this.options.slotName)
+    else await dropSlot(this.options.config, this.options.slotName)
   }
 }
 

@@ -31,6 +31,15 @@ export class SubscriptionHub {
     return batch
   }
 
+  /**
+   * Hands a batch made elsewhere to its key's subscribers without recording
+   * it: in cluster mode batches come from Redis, which keeps the history.
+   */
+  deliverBatch(batch: KeyBatch): void {
+    const subscribers = this.subscribers.get(batch.key)
+    if (subscribers) this.deliver(subscribers, batch)
+  }
+
   /** Tells every subscribed key that its state may be stale; returns how many subscribers were told. */
   resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): number {
     let told = 0

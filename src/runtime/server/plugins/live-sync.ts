@@ -11,6 +11,8 @@ import { getRequestURL, type H3Event } from 'h3'
 import { defineNitroPlugin, useRuntimeConfig } from '#imports'
 import { keyString, type KeyValue, type Row, type SnapshotModel } from '../../shared/protocol'
 import type { ServerSnapshot } from '../../shared/server-snapshot'
+import { createRedisCluster } from '../cluster/redis-cluster'
+import { resolveConnectionConfig } from '../engine/connection-config'
 import { createLiveSyncEngine, type LiveSyncEngine } from '../engine/live-sync-engine'
 import { createLiveSyncLogger, liveSyncLogger } from '../engine/logger'
 import { installFrameLimit } from '../frame-limit'
@@ -29,6 +31,9 @@ interface LiveSyncRuntimeConfig {
   /** Keys whose routing is logged at debug level (comma separated from NUXT_LIVE_SYNC_DEBUG_KEYS). */
   debugKeys?: string | string[]
   metrics?: { enabled?: boolean, path?: string }
+  /** Cluster mode when set (NUXT_LIVE_SYNC_REDIS_URL). */
+  redisUrl?: string
+  slotName?: string
 }
 
 /** `liveSync.debugKeys` as runtime config has it: an array, or a comma-separated string from the environment. */
@@ -76,13 +81,20 @@ export default defineNitroPlugin((nitroApp) => {
     }
     const debugKeys = debugKeysOf(config.debugKeys)
     try {
+      const connection = config.databaseUrl || null
+      const engineLogger = debugKeys.length > 0 ? createLiveSyncLogger({ debug: true }) : logger
+      // Several instances: one streams, Redis carries the changes and the history to all.
+      const cluster = config.redisUrl
+        ? createRedisCluster({ url: config.redisUrl, slotName: config.slotName || undefined, connection: resolveConnectionConfig(sequelize, connection), replay: config.replay, logger: engineLogger })
+        : null
       engine = createLiveSyncEngine({
         sequelize,
-        connection: config.databaseUrl || null,
+        connection,
         publication: config.publication,
         manageTables: config.manageTables,
         replay: config.replay,
-        logger: debugKeys.length > 0 ? createLiveSyncLogger({ debug: true }) : logger,
+        cluster,
+        logger: engineLogger,
         debugKeys,
         // The DevTools tab shows the last transactions dispatched; nothing is kept in production.
         feedSize: import.meta.dev ? 200 : 0,

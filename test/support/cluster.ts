@@ -69,6 +69,8 @@ export class Instance {
         HOST: '127.0.0.1',
         DATABASE_URL: this.options.databaseUrl,
         NUXT_LIVE_SYNC_PUBLIC: 'true',
+        // consola logs only warnings under vitest's TEST variable; the tests read the instances' info lines.
+        CONSOLA_LEVEL: '3',
         NUXT_LIVE_SYNC_REDIS_URL: this.options.redisUrl ?? '',
         NUXT_LIVE_SYNC_SLOT_NAME: this.options.slotName,
         ...this.options.env,

@@ -94,7 +94,11 @@ export class ReplicationStream {
   private lastActivity = Date.now()
   private watchdog: NodeJS.Timeout | null = null
   private stopping = false
-  private paused = false
+  /** Why reading is paused (transactions waiting for a read-back, sockets draining, …); empty: reading. */
+  private readonly pauses = new Set<string>()
+  private get paused(): boolean {
+    return this.pauses.size > 0
+  }
   private resolveClosed!: (error: Error | null) => void
   /** Where the slot starts: nothing committed before it is streamed. */
   consistentPoint: Lsn | null = null
@@ -177,17 +181,19 @@ export class ReplicationStream {
 
   /**
    * Stops reading from the replication connection (Postgres holds the WAL
-   * back meanwhile): transactions waiting for dispatch stay bounded.
+   * back meanwhile) for `reason`: transactions waiting for dispatch, or a
+   * large transaction's parts waiting for sockets, stay bounded. Reading
+   * resumes once every reason was resumed.
    */
-  pause(): void {
-    if (this.paused) return
-    this.paused = true
-    this.socket()?.pause?.()
+  pause(reason = 'pending'): void {
+    if (this.pauses.has(reason)) return
+    const wasPaused = this.paused
+    this.pauses.add(reason)
+    if (!wasPaused) this.socket()?.pause?.()
   }
 
-  resume(): void {
-    if (!this.paused) return
-    this.paused = false
+  resume(reason = 'pending'): void {
+    if (!this.pauses.delete(reason) || this.paused) return
     this.socket()?.resume?.()
   }
 

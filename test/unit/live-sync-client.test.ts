@@ -317,7 +317,7 @@ describe('transactions sent in parts', () => {
     expect(a!.batches).toEqual([])
     socket.receive(part('a', '0/31', 0, false, [4]))
     // The socket drops mid-transaction: the key resumes from 0/10, where the server replays it whole.
-    socket.close()
+    socket.drop()
     vi.runOnlyPendingTimers()
     sockets[1]!.open()
     expect(sockets[1]!.take()).toEqual([{ type: 'sub', key: 'a', since: '0/10' }])

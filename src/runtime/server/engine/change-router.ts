@@ -20,22 +20,25 @@ import type { WatchedModel } from './watch-registry'
  * key whose changes reach `chunkChars` is listed in `ready`.
  */
 export class KeyedChanges {
-  readonly byKey = new Map<string, { changes: string[], chars: number }>()
+  readonly byKey = new Map<string, { changes: string[], chars: number, limit: number }>()
   /** Characters held, all keys. */
   chars = 0
-  /** Keys holding at least `chunkChars`, in the order they got there. */
+  /** Keys holding at least their part size, in the order they got there. */
   ready: string[] = []
+  /** Keys that had a part taken: their next parts are full-sized. */
+  private readonly taken = new Set<string>()
 
   constructor(private readonly chunkChars = Number.POSITIVE_INFINITY) {}
 
   push(key: string, encoded: string): void {
     let entry = this.byKey.get(key)
-    if (!entry) this.byKey.set(key, (entry = { changes: [], chars: 0 }))
+    // A key's first part is an eighth of the size, so that it leaves soon after the transaction's first rows.
+    if (!entry) this.byKey.set(key, (entry = { changes: [], chars: 0, limit: this.taken.has(key) ? this.chunkChars : this.chunkChars / 8 }))
     entry.changes.push(encoded)
     const before = entry.chars
     entry.chars += encoded.length + 1
     this.chars += encoded.length + 1
-    if (entry.chars >= this.chunkChars && before < this.chunkChars) this.ready.push(key)
+    if (entry.chars >= entry.limit && before < entry.limit) this.ready.push(key)
   }
 
   /** Takes the changes held for `key` (leaving none). */
@@ -43,6 +46,7 @@ export class KeyedChanges {
     const entry = this.byKey.get(key)
     if (!entry) return []
     this.byKey.delete(key)
+    this.taken.add(key)
     this.chars -= entry.chars
     return entry.changes
   }

@@ -137,8 +137,15 @@ export default defineWebSocketHandler({
       engine: useLiveSyncEngine(),
       send,
       sendBytes: textBytesSender(peer),
-      // Every subscription, on every socket (so again after each reconnect).
-      authorize: (key: KeyValue) => authorizeLiveSync({ key, request: (request ??= webRequest(peer)), peer }),
+      // Every subscription, on every socket (so again after each reconnect). The upgrade request is
+      // built only when a handler reads it (a web Request costs kilobytes per socket), then kept.
+      authorize: (key: KeyValue) => authorizeLiveSync({
+        key,
+        peer,
+        get request() {
+          return (request ??= webRequest(peer))
+        },
+      }),
       limits: settings.limits,
       bufferedAmount: backlogOf(peer),
       close: (code, reason) => closeOverLimit(peer, code, reason),

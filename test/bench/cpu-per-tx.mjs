@@ -25,7 +25,7 @@ try {
   await writer.connect()
   const { rows: [task] } = await writer.query(`INSERT INTO tasks (organization_id, title) VALUES (1, 's0') RETURNING id`)
   const args = process.env.CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CPU_PROF}`, '--cpu-prof-interval=100'] : process.env.PERF_MAP ? ['--perf-basic-prof'] : []
-  const server = await startServer(url, {}, args)
+  const server = await startServer(url, {}, args, process.env.BENCH_ENTRY || undefined)
   const clients = await openClients(server.wsUrl, [1])
   if (process.env.PERF_MAP) console.log(`server pid ${server.pid}`)
   try {

@@ -12,6 +12,11 @@
  * replaces, built here (notify-server.mjs) and measured in the same run:
  * other sync layers (Zero, Electric) cannot be installed offline.
  *
+ * `BENCH_COMPARE=<dir>/server/index.mjs` adds, to the writer scenario, the
+ * same phase against another build of the fixture server (e.g. a copy of
+ * `.output` made before a change), interleaved with the others: a change's
+ * effect measured in one run.
+ *
  * Latency is from the moment the writer's COMMIT returned to the moment a
  * client process read the frame, on one monotonic clock (`process.hrtime`).
  */
@@ -122,7 +127,9 @@ async function writerOverhead(ctx) {
   const { rows: [task] } = await admin.query(`INSERT INTO tasks (organization_id, title) VALUES ($1, 's0') RETURNING id`, [ORG.writer])
   const writer = new pg.Client(url)
   await writer.connect()
-  const rate = { none: [], live: [], notify: [] }
+  const compare = process.env.BENCH_COMPARE
+  const rate = { none: [], live: [], notify: [], ...(compare ? { compare: [] } : {}) }
+  const compareCpuPerTx = []
   const serverCpuPerTx = []
   const notifyCpuPerTx = []
   const clientCpu = { live: 0, notify: 0 }
@@ -140,25 +147,35 @@ async function writerOverhead(ctx) {
     await sleep(500)
     rate.none.push(await run() / SIZE.writerSeconds)
 
-    const server = await startServer(url)
-    const clients = await openClients(server.wsUrl, [ORG.writer])
-    await sleep(500)
-    await clients.collect()
-    let cpu = cpuMs(server.pid)
-    let commits = await run()
-    await sleep(300)
-    serverCpuPerTx.push((cpuMs(server.pid) - cpu) * 1000 / commits)
-    rate.live.push(commits / SIZE.writerSeconds)
-    clientCpu.live += (await clients.collect()).cpuMs
-    await clients.close()
-    await server.stop()
+    const phase = async (entry) => {
+      const server = await startServer(url, {}, [], entry)
+      const clients = await openClients(server.wsUrl, [ORG.writer])
+      await sleep(500)
+      await clients.collect()
+      const cpu = cpuMs(server.pid)
+      const commits = await run()
+      await sleep(300)
+      const perTx = (cpuMs(server.pid) - cpu) * 1000 / commits
+      clientCpu.live += (await clients.collect()).cpuMs
+      await clients.close()
+      await server.stop()
+      return { rate: commits / SIZE.writerSeconds, perTx }
+    }
+    const live = await phase(undefined)
+    rate.live.push(live.rate)
+    serverCpuPerTx.push(live.perTx)
+    if (compare) {
+      const other = await phase(compare)
+      rate.compare.push(other.rate)
+      compareCpuPerTx.push(other.perTx)
+    }
 
     const notify = await startNotify(url, admin)
     const notifyClients = await openClients(notify.wsUrl, [ORG.writer])
     await sleep(500)
     await notifyClients.collect()
-    cpu = cpuMs(notify.pid)
-    commits = await run()
+    const cpu = cpuMs(notify.pid)
+    const commits = await run()
     await sleep(300)
     notifyCpuPerTx.push((cpuMs(notify.pid) - cpu) * 1000 / commits)
     rate.notify.push(commits / SIZE.writerSeconds)
@@ -177,12 +194,13 @@ async function writerOverhead(ctx) {
     commitsPerSecond: { none, liveSync: live, triggerNotify: notify, all: rate },
     lossPercent: { liveSync: 100 * (1 - live / none), triggerNotify: 100 * (1 - notify / none) },
     serverCpuUsPerTx: median(serverCpuPerTx),
+    ...(compare ? { compareServerCpuUsPerTx: median(compareCpuPerTx), compareCommitsPerSecond: median(rate.compare) } : {}),
     notifyServerCpuUsPerTx: median(notifyCpuPerTx),
     clientCpuMs: clientCpu,
   }
   results.writer = result
   rows.push(['writer\'s single-row commits/s while we stream (1 socket)', `${fmt(live, 0)}/s vs ${fmt(none, 0)}/s with no consumer: **${signed(-result.lossPercent.liveSync)} %**; server CPU ${fmt(result.serverCpuUsPerTx, 0)} µs/tx`, `${fmt(notify, 0)}/s: ${signed(-result.lossPercent.triggerNotify)} %; LISTEN process ${fmt(result.notifyServerCpuUsPerTx, 0)} µs/tx`, '≤ 10 %, ≤ trigger + NOTIFY'])
-  log(`writer      ${JSON.stringify(result.commitsPerSecond.all)}; live sync server ${fmt(result.serverCpuUsPerTx)} µs CPU/tx, LISTEN server ${fmt(result.notifyServerCpuUsPerTx)} µs/tx`)
+  log(`writer      ${JSON.stringify(result.commitsPerSecond.all)}; live sync server ${fmt(result.serverCpuUsPerTx)} µs CPU/tx${compare ? ` (compared build ${fmt(result.compareServerCpuUsPerTx)} µs/tx)` : ''}, LISTEN server ${fmt(result.notifyServerCpuUsPerTx)} µs/tx`)
 }
 
 /** One socket, single-row updates 20 ms apart: commit → socket; then the same through trigger + NOTIFY. */

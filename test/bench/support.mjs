@@ -73,10 +73,10 @@ export async function fixtureDatabase(adminUrl, name, organizations) {
  * The built fixture app (a real Nitro server) on a free port, public access,
  * with `--expose-gc` so memory can be measured after a collection.
  */
-export async function startServer(databaseUrl, env = {}, nodeArgs = []) {
-  if (!existsSync(SERVER_ENTRY)) throw new Error(`[bench] the fixture app is not built (${SERVER_ENTRY}); run \`node test/scripts/prepare.mjs\` first.`)
+export async function startServer(databaseUrl, env = {}, nodeArgs = [], entry = SERVER_ENTRY) {
+  if (!existsSync(entry)) throw new Error(`[bench] the fixture app is not built (${entry}); run \`node test/scripts/prepare.mjs\` first.`)
   const port = await freePort()
-  const child = spawn(process.execPath, ['--expose-gc', ...nodeArgs, SERVER_ENTRY], {
+  const child = spawn(process.execPath, ['--expose-gc', ...nodeArgs, entry], {
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', NUXT_LIVE_SYNC_PUBLIC: 'true', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   })

@@ -1,4 +1,3 @@
-// @ts-check
 /**
  * Benchmark clients in their own processes (socket-clients.mjs), so that
  * what the server and the clients cost is measured apart.

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// @ts-check
 /**
  * Server CPU per single-row transaction (the figure issue 11's first target
  * is about): the built fixture server, one subscribed socket in another

@@ -1,4 +1,3 @@
-// @ts-check
 /**
  * What live sync exists to replace, built the way an app would: a row
  * trigger calls `pg_notify` with the row as JSON, a Node process LISTENs

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// @ts-check
 /**
  * `npm run bench`: live sync at production load, against the built fixture
  * app (a real Nitro server, whose `tasks` table the Task model watches) and a
@@ -45,7 +44,7 @@ const ORGANIZATIONS = 210
 
 const results = {}
 const rows = []
-const log = (line) => console.log(line)
+const log = line => console.log(line)
 const wanted = name => !ONLY || ONLY.includes(name)
 
 /** Latencies (ms) from commit times and [seq, arrival, …] pairs; counts per seq. */
@@ -400,7 +399,7 @@ async function large(ctx) {
 async function idle(ctx) {
   const { server } = ctx
   const before = await server.gc()
-  const { rss: _ignored, ...heapBefore } = await fetch(`${server.url}/api/test-support/gc`, { method: 'POST' }).then(r => r.json())
+  const heapBefore = await fetch(`${server.url}/api/test-support/gc`, { method: 'POST' }).then(r => r.json())
   const clients = await openClients(server.wsUrl, Array.from({ length: SIZE.idle }, (_, i) => 1 + (i % 100)), { processes: 4 })
   await sleep(1000)
   const after = await server.gc()

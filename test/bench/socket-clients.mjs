@@ -1,4 +1,3 @@
-// @ts-check
 /**
  * A benchmark client process (forked by run.mjs): opens WebSockets to the
  * live sync server (or to the trigger + NOTIFY comparison server, which

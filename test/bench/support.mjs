@@ -1,4 +1,3 @@
-// @ts-check
 /**
  * What the benchmark's scenarios share: the fixture app's database, the
  * built fixture server as a child process, the CPU time of a process from

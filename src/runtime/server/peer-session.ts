@@ -345,13 +345,17 @@ export class PeerSession {
     }
   }
 
-  private deliver(delivery: Delivery): Congestion | void {
-    if (this.closed) return
-    if (!this.replaying && this.backlogged()) return this.slowConsumer()
+  private deliver(delivery: Delivery): Congestion | undefined {
+    if (this.closed) return undefined
+    if (!this.replaying && this.backlogged()) {
+      this.slowConsumer()
+      return undefined
+    }
     if (this.options.sendBytes) this.options.sendBytes(delivery.frameBytes())
     else this.options.send(delivery.frame())
     // A large transaction's parts: past a quarter of the bound, the stream waits for this socket to drain.
     if (delivery.type === 'tx' && delivery.part && !this.replaying && this.congested()) return this.congestion
+    return undefined
   }
 
   /** More than a quarter of `maxBufferedBytes` waits to go out. */

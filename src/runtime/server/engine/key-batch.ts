@@ -116,6 +116,12 @@ export interface Congestion {
 
 /**
  * Receives what happens to one key. Must not throw; must be quick. May
- * return a `Congestion` after a part of a streamed transaction.
+ * return a `Congestion` after a part of a streamed transaction (anything
+ * else it returns is ignored).
  */
-export type Subscriber = (delivery: Delivery) => Congestion | void
+export type Subscriber = (delivery: Delivery) => unknown
+
+/** Whether a subscriber's answer is a `Congestion`. */
+export function isCongestion(value: unknown): value is Congestion {
+  return typeof value === 'object' && value !== null && typeof (value as Congestion).drained === 'function' && typeof (value as Congestion).stall === 'function'
+}

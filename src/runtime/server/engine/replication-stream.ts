@@ -99,6 +99,7 @@ export class ReplicationStream {
   private get paused(): boolean {
     return this.pauses.size > 0
   }
+
   private resolveClosed!: (error: Error | null) => void
   /** Where the slot starts: nothing committed before it is streamed. */
   consistentPoint: Lsn | null = null

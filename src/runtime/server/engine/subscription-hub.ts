@@ -5,7 +5,7 @@
  */
 import type { Lsn } from '../../shared/lsn'
 import type { ResyncReason } from '../../shared/protocol'
-import { KeyBatch, ResyncNotice, type Congestion, type Subscriber } from './key-batch'
+import { isCongestion, KeyBatch, ResyncNotice, type Congestion, type Subscriber } from './key-batch'
 import { ReplayBuffer, type ReplayBufferOptions } from './replay-buffer'
 import type { LiveSyncLogger } from './errors'
 
@@ -71,7 +71,7 @@ export class SubscriptionHub {
     for (const subscriber of subscribers) {
       try {
         const congestion = subscriber(delivery)
-        if (congestion && congested) congested.push(congestion)
+        if (congested && isCongestion(congestion)) congested.push(congestion)
       }
       catch (error) {
         // One broken subscriber must not starve the others of the batch.

@@ -40,7 +40,7 @@ describe('large transactions', () => {
       name: 'engine_large_tx',
       schema: SCHEMA,
       models: defineModels,
-      engine: { replay: { maxRows: 8000 }, streaming: { chunkChars: 16 * 1024, maxHeldChars: 64 * 1024, drainTimeoutMs: 400 } },
+      engine: { replay: { maxRows: 8000 }, streaming: { chunkChars: 16 * 1024, maxHeldChars: 64 * 1024, stallMs: 300, drainTimeoutMs: 2000 } },
     })
   })
   afterAll(async () => {
@@ -130,27 +130,41 @@ describe('large transactions', () => {
     expect(harness.engine.replay(5, after)?.flatMap(batch => batch.changes)).toHaveLength(3)
   })
 
-  it('waits while a subscriber drains, and closes one that stays congested past drainTimeoutMs', async () => {
-    let drained = false
+  it('waits while a subscriber drains, and closes one that takes nothing for stallMs or drains slower than drainTimeoutMs', async () => {
+    let backlog = 0
     let stalled = 0
-    const congestion: Congestion = { drained: () => drained, stall: () => stalled++ }
-    const slow = harness.engine.subscribe(6, delivery => (delivery.type === 'tx' && delivery.part ? congestion : undefined))
+    const congestion: Congestion = { drained: () => backlog === 0, backlog: () => backlog, stall: () => stalled++ }
+    const slow = harness.engine.subscribe(6, (delivery: Delivery) => {
+      if (delivery.type !== 'tx' || !delivery.part) return undefined
+      backlog = 1000
+      return congestion
+    })
     const watcher = harness.collect(6)
+    let timer: NodeJS.Timeout | undefined
     try {
-      // Drains after 150 ms: the stream waits for it, nobody is closed.
-      setTimeout(() => (drained = true), 150)
+      // A healthy slower socket: it drains a little every 100 ms, for longer than stallMs in all.
+      timer = setInterval(() => (backlog = Math.max(0, backlog - 250)), 100)
       await insertRows(harness, 6, 2000)
       await watcher.changeCount(2000)
       expect(stalled).toBe(0)
-      // Never drains: closed once after drainTimeoutMs, and the transaction still gets through.
-      drained = false
+      clearInterval(timer)
+      // A stalled one (takes nothing): closed after stallMs, and the transaction still gets through.
       const started = Date.now()
       await insertRows(harness, 6, 2000, 'second')
       await watcher.changeCount(4000)
       expect(stalled).toBeGreaterThanOrEqual(1)
-      expect(Date.now() - started).toBeGreaterThanOrEqual(300)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+      // One that keeps taking a little, too slowly: closed after drainTimeoutMs.
+      stalled = 0
+      timer = setInterval(() => (backlog = Math.max(1, backlog - 1)), 50)
+      const slowStart = Date.now()
+      await insertRows(harness, 6, 2000, 'third')
+      await watcher.changeCount(6000, 15_000)
+      expect(stalled).toBeGreaterThanOrEqual(1)
+      expect(Date.now() - slowStart).toBeGreaterThanOrEqual(1900)
     }
     finally {
+      clearInterval(timer)
       slow.unsubscribe()
     }
   })

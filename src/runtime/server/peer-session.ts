@@ -367,6 +367,7 @@ export class PeerSession {
   /** What the engine polls while it waits for this socket (drained below an eighth of the bound, or closed). */
   private readonly congestion: Congestion = {
     drained: () => this.closed || (this.options.bufferedAmount?.() ?? 0) <= this.limits.maxBufferedBytes / 8,
+    backlog: () => this.options.bufferedAmount?.() ?? 0,
     stall: () => this.slowConsumer(),
   }
 

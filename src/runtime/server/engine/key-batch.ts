@@ -110,6 +110,8 @@ export type Delivery = KeyBatch | ResyncNotice
 export interface Congestion {
   /** Whether it can take more (or is gone). */
   drained: () => boolean
+  /** Bytes still waiting to go out to it: while they shrink, it is making progress. */
+  backlog: () => number
   /** It did not drain in time: close it as a slow consumer. */
   stall: () => void
 }

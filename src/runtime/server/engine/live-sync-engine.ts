@@ -65,7 +65,12 @@ export interface StreamingOptions {
   chunkChars?: number
   /** Characters of changes held across keys before all are sent (default 4 MiB). */
   maxHeldChars?: number
-  /** How long the stream waits for a congested socket before closing it, in ms (default 5000). */
+  /**
+   * How long a congested subscriber may take nothing (its unsent bytes not
+   * shrinking) before it is closed as a slow consumer, in ms (default 500).
+   */
+  stallMs?: number
+  /** How long the stream waits for one congested subscriber at most, however slowly it drains, in ms (default 5000). */
   drainTimeoutMs?: number
 }
 
@@ -152,7 +157,7 @@ export class LiveSyncEngine {
   /** Parts of the open transaction wait (the stream is paused) for earlier transactions or draining sockets. */
   private partsWaiting = false
   /** Subscribers that took a part and have not drained yet: the stream waits for them. */
-  private congestion: { list: Congestion[], since: number, timer: NodeJS.Timeout } | null = null
+  private congestion: { list: Array<{ congestion: Congestion, since: number, backlog: number, progressAt: number }>, timer: NodeJS.Timeout } | null = null
   private xid = 0
   private truncated: Set<string> | null = null
   /** Committed transactions waiting (in commit order) for a read-back before dispatch. */
@@ -540,30 +545,43 @@ export class LiveSyncEngine {
     return false
   }
 
-  /** Pauses the stream until every congested subscriber drained, closing those that take longer than `drainTimeoutMs`. */
+  /**
+   * Pauses the stream until every congested subscriber drained. One that
+   * takes nothing for `stallMs`, or has not drained after `drainTimeoutMs`,
+   * is closed as a slow consumer: a stalled socket holds the stream back for
+   * half a second, a healthy slower one for as long as it keeps reading.
+   */
   private congest(list: Congestion[], stream: ReplicationStream): void {
+    const now = Date.now()
+    const waiting = list.map(congestion => ({ congestion, since: now, backlog: congestion.backlog(), progressAt: now }))
     if (this.congestion) {
-      this.congestion.list.push(...list)
+      this.congestion.list.push(...waiting)
       return
     }
     stream.pause('sockets')
-    const timeout = this.options.streaming?.drainTimeoutMs ?? 5000
-    const since = Date.now()
+    const stallMs = this.options.streaming?.stallMs ?? 500
+    const timeoutMs = this.options.streaming?.drainTimeoutMs ?? 5000
     const timer = setInterval(() => {
       const congestion = this.congestion
       if (!congestion) return
-      const late = Date.now() - congestion.since > timeout
+      const at = Date.now()
       congestion.list = congestion.list.filter((each) => {
-        if (each.drained()) return false
-        if (late) each.stall()
-        return !late
+        if (each.congestion.drained()) return false
+        const backlog = each.congestion.backlog()
+        if (backlog < each.backlog) {
+          each.backlog = backlog
+          each.progressAt = at
+        }
+        if (at - each.progressAt <= stallMs && at - each.since <= timeoutMs) return true
+        each.congestion.stall()
+        return false
       })
       if (congestion.list.length > 0) return
       this.clearCongestion()
       stream.resume('sockets')
       this.resumeParts(stream)
     }, 5)
-    this.congestion = { list, since, timer }
+    this.congestion = { list: waiting, timer }
   }
 
   private clearCongestion(): void {

@@ -69,9 +69,13 @@ const signed = n => `${n < 0 ? '−' : '+'}${fmt(Math.abs(n))}`
 
 const summary = sorted => ({ p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? Number.NaN })
 
-/** Waits until `collect()` has gathered `expected` arrivals or `timeout` passed; returns what it gathered. */
-async function gather(clients, expected, timeout = 15_000) {
+/**
+ * Waits until `collect()` has gathered what `expected` wants, or nothing more arrived for 5 s, or
+ * `timeout` passed; returns what it gathered (`closed`: sockets the server closed meanwhile).
+ */
+async function gather(clients, expected, timeout = 60_000) {
   const merged = { arrivals: [], txs: [], frames: 0, rows: 0, closed: 0, cpuMs: 0 }
+  let quietSince = Date.now()
   for (const deadline = Date.now() + timeout; ;) {
     const part = await clients.collect()
     for (const value of part.arrivals) merged.arrivals.push(value)
@@ -80,7 +84,8 @@ async function gather(clients, expected, timeout = 15_000) {
     merged.rows += part.rows
     merged.closed = Math.max(merged.closed, part.closed)
     merged.cpuMs += part.cpuMs
-    if (expected(merged) || Date.now() > deadline) return merged
+    if (part.frames > 0) quietSince = Date.now()
+    if (expected(merged) || Date.now() > deadline || Date.now() - quietSince > 5000) return merged
     await sleep(50)
   }
 }
@@ -266,6 +271,7 @@ async function load(ctx) {
   const expected = total * perKey
   const got = await gather(clients, m => m.arrivals.length / 2 >= expected)
   const used = cpuMs(server.pid) - cpu
+  const elapsed = nowMs() - started
   await Promise.all(writers.map(w => w.end()))
   await clients.close()
   const { list } = latencies(commits, got.arrivals)
@@ -278,9 +284,10 @@ async function load(ctx) {
     delivered: list.length,
     expected,
     lost: expected - list.length,
-    serverCpuPercent: 100 * used / wall,
+    closedSockets: got.closed,
+    serverCpuPercent: 100 * used / elapsed,
     serverCpuUsPerTx: used * 1000 / total,
-    clientCpuPercent: 100 * got.cpuMs / wall,
+    clientCpuPercent: 100 * got.cpuMs / elapsed,
   }
   results.load = result
   rows.push([`${fmt(SIZE.loadSockets, 0)} sockets / ${SIZE.loadKeys} keys / ${fmt(SIZE.loadRate, 0)} tx/s`, `p50 **${fmt(result.p50, 2)} ms**, p99 **${fmt(result.p99, 2)} ms**, ${result.lost} lost of ${fmt(expected, 0)}, server ${fmt(result.serverCpuPercent, 0)} % CPU (${fmt(result.serverCpuUsPerTx, 0)} µs/tx); clients ${fmt(result.clientCpuPercent, 0)} %`, '—', 'p50 ≤ 1 ms, p99 ≤ 10 ms, 0 lost'])
@@ -298,9 +305,19 @@ async function fanout(ctx) {
   const cpu = cpuMs(server.pid)
   const started = nowMs()
   const commits = await paced(writer, task.id, count, 1000 / SIZE.fanRate - 0.5, seq)
-  const wall = nowMs() - started
   const got = await gather(clients, m => m.arrivals.length / 2 >= count * SIZE.fanSockets)
   const used = cpuMs(server.pid) - cpu
+  const elapsed = nowMs() - started
+  const state = await server.state(ORG.fan)
+  const { rows: [replication] } = await admin.query(`SELECT pg_current_wal_lsn()::text AS wal, sent_lsn::text AS sent, flush_lsn::text AS flushed FROM pg_stat_replication`)
+  if (process.env.BENCH_DEBUG) {
+    const { execFileSync } = await import('node:child_process')
+    const queues = execFileSync('ss', ['-tnH', 'state', 'established']).toString().trim().split('\n').map(line => line.trim().split(/\s+/))
+    const toServer = queues.filter(q => q[3]?.endsWith(`:${server.port}`))
+    const fromServer = queues.filter(q => q[2]?.endsWith(`:${server.port}`))
+    const sum = (list, i) => list.reduce((n, q) => n + Number(q[i]), 0)
+    log(`fanout      server cursor ${state.cursor}; ${JSON.stringify(replication)}; server sockets send-q ${sum(fromServer, 1)} B recv-q ${sum(fromServer, 0)} B; client sockets recv-q ${sum(toServer, 0)} B`)
+  }
   await clients.close()
   const { list, perSeq } = latencies(commits, got.arrivals)
   const last = [...perSeq.values()].sort((a, b) => a - b)
@@ -310,11 +327,14 @@ async function fanout(ctx) {
     lastSocket: summary(last),
     anySocket: summary(list),
     lost: count * SIZE.fanSockets - list.length,
-    serverCpuPercent: 100 * used / wall,
-    clientCpuPercent: 100 * got.cpuMs / wall,
+    closedSockets: got.closed,
+    subscribedAfter: state.subscribers,
+    serverStats: state.stats,
+    serverCpuPercent: 100 * used / elapsed,
+    clientCpuPercent: 100 * got.cpuMs / elapsed,
   }
   results.fanout = result
-  rows.push([`1 key, ${fmt(SIZE.fanSockets, 0)} sockets, ${SIZE.fanRate} tx/s`, `last socket p50 ${fmt(result.lastSocket.p50, 1)} ms, **p99 ${fmt(result.lastSocket.p99, 1)} ms**; any socket p50 ${fmt(result.anySocket.p50, 1)} ms; ${result.lost} lost; server ${fmt(result.serverCpuPercent, 0)} % CPU`, '—', '—'])
+  rows.push([`1 key, ${fmt(SIZE.fanSockets, 0)} sockets, ${SIZE.fanRate} tx/s`, `last socket p50 ${fmt(result.lastSocket.p50, 1)} ms, **p99 ${fmt(result.lastSocket.p99, 1)} ms**; any socket p50 ${fmt(result.anySocket.p50, 1)} ms; ${fmt(result.lost, 0)} frames missing, ${result.closedSockets} sockets closed as slow; server ${fmt(result.serverCpuPercent, 0)} % CPU, clients ${fmt(result.clientCpuPercent, 0)} %`, '—', '—'])
   log(`fanout      ${JSON.stringify(result)}`)
 }
 
@@ -488,7 +508,7 @@ try {
   const seq = { next: 1 }
   const ctx = { url, admin, seq, server: /** @type {any} */ (null), writer: /** @type {any} */ (null) }
   if (wanted('writer')) await writerOverhead(ctx)
-  server = await startServer(url)
+  server = await startServer(url, {}, [], process.env.BENCH_ENTRY || undefined)
   ctx.server = server
   ctx.writer = new pg.Client(url)
   ctx.writer.on('error', () => {})

@@ -175,7 +175,8 @@ describe('two browser pages on two keys', () => {
       new MutationObserver(() => counts.push(list.children.length)).observe(list, { childList: true })
     })
     const before = (await shownTasks(two.page)).length
-    await db.sql(`INSERT INTO tasks (organization_id, title) SELECT 2, 'bulk ' || lpad(n::text, 4, '0') FROM generate_series(1, 3000) n`)
+    const bulk = await db.sql<{ id: number }>(`INSERT INTO tasks (organization_id, title) SELECT 2, 'bulk ' || lpad(n::text, 4, '0') FROM generate_series(1, 3000) n RETURNING id`)
+    insertedIntoTwo.push(...bulk.map(row => row.id))
     await two.page.waitForFunction(n => document.querySelectorAll('#unsorted > li').length === n, before + 3000, { timeout: 20_000 })
     await expectPageToMatchDb(two.page, 2)
     expect(await two.page.evaluate(() => (window as unknown as { __e2eCounts: number[] }).__e2eCounts)).toEqual([before + 3000])

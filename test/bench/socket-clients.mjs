@@ -61,7 +61,7 @@ function onFrame(socket, data) {
 /** Opens a socket subscribed to `key`; resolves once subscribed (or false on failure). */
 function open(url, key, subscribe) {
   return new Promise((resolve) => {
-    const socket = new WebSocket(url, { perMessageDeflate: false })
+    const socket = new WebSocket(url, { perMessageDeflate: false, maxPayload: 2 ** 30 })
     const timer = setTimeout(() => resolve(false), 60_000)
     socket.on('message', (data) => {
       if (socket.readyState !== WebSocket.OPEN) return

@@ -5,7 +5,7 @@
  * same in every process of the machine, unlike `performance.timeOrigin`).
  */
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { createDatabase, freePort } from '../support/postgres.mjs'
@@ -20,12 +20,23 @@ export const nowMs = () => Number(process.hrtime.bigint()) / 1e6
 
 const TICKS_PER_SECOND = 100 // getconf CLK_TCK on Linux
 
-/** CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat. */
+/**
+ * CPU time a process has used, in ms: the scheduler's own count of each of
+ * its threads' time on a CPU (/proc/<pid>/task/<tid>/schedstat, in ns). Not
+ * utime + stime, which are sampled at each 10 ms tick: a process woken by the
+ * same timer tick as the writer is charged far from what it ran.
+ */
 export function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // Fields after the command name (which may contain spaces) start at ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 1000 / TICKS_PER_SECOND
+  let ns = 0
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+    }
+    catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return ns / 1e6
 }
 
 /** User and system CPU time of a process, in ms. */

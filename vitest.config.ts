@@ -2,14 +2,15 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node'
 import { defineConfig } from 'vitest/config'
 
 // Tests that load the whole machine (a write flood against hundreds of
-// sockets, 100 000 hostile frames, three app servers and a browser, an npm
-// install + Nuxt build) run after
+// sockets, 100 000 hostile frames, three app servers and a browser, the quick
+// benchmark, an npm install + Nuxt build) run after
 // the others and one at a time: their bounds ("a fresh page goes live within
 // 2 s") are about the server under that load, not about a neighbour test's.
 const LOAD_TESTS = [
   'test/e2e/slow-consumers.test.ts',
   'test/e2e/hostile-frames.test.ts',
   'test/e2e/cluster.test.ts',
+  'test/e2e/bench-quick.test.ts',
   'test/e2e/packed-app.test.ts',
 ]
 

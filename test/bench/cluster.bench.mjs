@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * Cluster mode benchmark (several instances on Redis). Prints figures,
- * asserts nothing. `npm run bench` runs it after the others; alone:
+ * asserts nothing. `npm run bench` runs its latency scenario last; alone (with
+ * the fan-out choice):
  * `node test/bench/cluster.bench.mjs` (needs `node test/scripts/prepare.mjs`).
  *
  *   cluster latency  commit → WebSocket client, single-row transactions,
@@ -47,7 +48,7 @@ async function subscriber(WebSocket, url, key) {
   }
 }
 
-async function latency(adminUrl, redis) {
+async function latency(adminUrl, redis, count = SAMPLES) {
   const { Instance, leaderOf } = await jiti.import(`${root}test/support/cluster.ts`)
   const { FIXTURE_SCHEMA } = await jiti.import(`${root}test/support/fixture-schema.ts`)
   const { up } = await jiti.import(`${root}src/migration.ts`)
@@ -82,7 +83,7 @@ async function latency(adminUrl, redis) {
       await writers[name].connect()
     }
     const samples = { single: [], leader: [], follower: [] }
-    for (let i = 0; i < SAMPLES; i++) {
+    for (let i = 0; i < count; i++) {
       {
         const arrived = clients.single.next()
         await writers.single.query(`INSERT INTO tasks (organization_id, title) VALUES (5, 'single')`)
@@ -99,7 +100,9 @@ async function latency(adminUrl, redis) {
       }
     }
     for (const list of Object.values(samples)) list.sort((a, b) => a - b)
-    console.log(`cluster     commit → WebSocket client over ${SAMPLES} single-row commits each, interleaved: single instance ${summary(samples.single)}; three instances on Redis, client on the leader ${summary(samples.leader)}, on a follower ${summary(samples.follower)} (+${fmt(quantile(samples.follower, 0.5) - quantile(samples.single, 0.5))} ms median for the trip through Redis)`)
+    const stats = list => ({ p50: quantile(list, 0.5), p99: quantile(list, 0.99) })
+    console.log(`cluster     commit → WebSocket client over ${count} single-row commits each, interleaved: single instance ${summary(samples.single)}; three instances on Redis, client on the leader ${summary(samples.leader)}, on a follower ${summary(samples.follower)} (+${fmt(quantile(samples.follower, 0.5) - quantile(samples.single, 0.5))} ms median for the trip through Redis)`)
+    return { samples: count, single: stats(samples.single), leader: stats(samples.leader), follower: stats(samples.follower) }
   }
   finally {
     for (const socket of sockets) socket.close()
@@ -207,14 +210,20 @@ async function fanoutChoice(redis) {
   admin.disconnect()
 }
 
-export async function clusterBench(adminUrl) {
+/**
+ * Runs the cluster scenarios; returns the latency figures (null when the
+ * test app is not built). `npm run bench` calls it with its sizes.
+ */
+export async function clusterBench(adminUrl, { samples = SAMPLES, fanout = true } = {}) {
   const { startRedis } = await jiti.import(`${root}test/support/redis.ts`)
   const { existsSync } = await import('node:fs')
   const redis = await startRedis()
   try {
-    if (existsSync(`${root}test/fixtures/app/.output/server/index.mjs`)) await latency(adminUrl, redis)
+    let result = null
+    if (existsSync(`${root}test/fixtures/app/.output/server/index.mjs`)) result = await latency(adminUrl, redis, samples)
     else console.log('cluster     skipped: the test app is not built (node test/scripts/prepare.mjs)')
-    await fanoutChoice(redis)
+    if (fanout) await fanoutChoice(redis)
+    return result
   }
   finally {
     await redis.close()

@@ -166,6 +166,24 @@ describe('two browser pages on two keys', () => {
     await expectPageToMatchDb(two.page, 2)
   })
 
+  it('apply a large transaction, sent in parts, once: every row at once, in order', async () => {
+    // Counts how often the page's list changed while the parts arrived: once, at the last part.
+    await two.page.evaluate(() => {
+      const list = document.querySelector('#unsorted')!
+      const counts: number[] = []
+      Object.assign(window, { __e2eCounts: counts })
+      new MutationObserver(() => counts.push(list.children.length)).observe(list, { childList: true })
+    })
+    const before = (await shownTasks(two.page)).length
+    const bulk = await db.sql<{ id: number }>(`INSERT INTO tasks (organization_id, title) SELECT 2, 'bulk ' || lpad(n::text, 4, '0') FROM generate_series(1, 3000) n RETURNING id`)
+    insertedIntoTwo.push(...bulk.map(row => row.id))
+    await two.page.waitForFunction(n => document.querySelectorAll('#unsorted > li').length === n, before + 3000, { timeout: 20_000 })
+    await expectPageToMatchDb(two.page, 2)
+    expect(await two.page.evaluate(() => (window as unknown as { __e2eCounts: number[] }).__e2eCounts)).toEqual([before + 3000])
+    await db.sql(`DELETE FROM tasks WHERE title LIKE 'bulk %'`)
+    await two.page.waitForFunction(n => document.querySelectorAll('#unsorted > li').length === n, before, { timeout: 20_000 })
+  })
+
   it('move a row whose key changed (UPDATE organization_id) from one page to the other', async () => {
     expect(await seenOnTwo()).not.toContain(1)
     await markRow(one.page, 2, 'bravo-before-move')

@@ -216,4 +216,20 @@ describe('the live sync WebSocket route of a built app', () => {
     await client.close()
     await watcher.close()
   })
+  it('sends a large transaction in parts as it is read: the last part has the commit\'s cursor, all rows in order', async () => {
+    const client = await connect()
+    await subscribe(client, 3)
+    const seen = client.frames.length
+    await db.sql(`INSERT INTO tasks (organization_id, title) SELECT 3, 'part ' || n FROM generate_series(1, 5000) n`)
+    const last = await client.next(frameOf('tx', frame => frame.key === '3' && frame.last === true), 20_000)
+    const parts = client.frames.slice(seen).filter((frame): frame is TxMessage => frame.type === 'tx' && frame.key === '3')
+    expect(parts.length).toBeGreaterThan(1)
+    expect(parts.map(frame => [frame.part, frame.last])).toEqual(parts.map((_, i) => [i, i === parts.length - 1]))
+    expect(parts.flatMap(frame => frame.changes).map(change => (change.row as { title: string }).title)).toEqual(Array.from({ length: 5000 }, (_, i) => `part ${i + 1}`))
+    // Earlier parts carry one cursor, before the commit's; the last one's is where the server is now.
+    for (const part of parts.slice(0, -1)) expect(compareLsn(part.cursor, last.cursor)).toBeLessThan(0)
+    const { cursor } = await client.request({ type: 'ping' }, frameOf('pong'))
+    expect(compareLsn(cursor!, last.cursor)).toBeGreaterThanOrEqual(0)
+    await client.close()
+  })
 })

@@ -14,6 +14,7 @@ import { connectionOptions, loadRedis, type RedisConnection } from '../../src/ru
 import { RedisHistory } from '../../src/runtime/server/cluster/redis-history'
 import { decodeFrameMessage, keyChannel, lsnDecimal, PUBLISH_SCRIPT, redisLayout, type PositionMessage } from '../../src/runtime/server/cluster/redis-layout'
 import { RedisPublisher } from '../../src/runtime/server/cluster/redis-publisher'
+import { KeyedChanges } from '../../src/runtime/server/engine/change-router'
 import type { ClusterTransaction } from '../../src/runtime/server/engine/engine-cluster'
 import { encodeChange } from '../../src/runtime/server/engine/key-batch'
 import { numberToLsn } from '../../src/runtime/shared/lsn'
@@ -47,7 +48,8 @@ function fresh(bounds = { maxRows: 1000, maxAgeMs: 60_000 }) {
 
 const lsn = (n: number) => numberToLsn(0x1000000 + n * 0x100)
 function tx(n: number, keys: Record<string, string[]>, extra: Partial<ClusterTransaction> = {}): ClusterTransaction {
-  const keyed = new Map(Object.entries(keys).map(([key, titles]) => [key, titles.map(title => encodeChange({ op: 'insert', model: 'Task', id: n, row: { id: n, title } }))]))
+  const keyed = new KeyedChanges()
+  for (const [key, titles] of Object.entries(keys)) for (const title of titles) keyed.push(key, encodeChange({ op: 'insert', model: 'Task', id: n, row: { id: n, title } }))
   return { cursor: lsn(n), xid: 700 + n, keyed, truncated: null, broken: false, ...extra }
 }
 async function titles(history: RedisHistory, key: string, since: string): Promise<string[][] | null> {

@@ -53,3 +53,39 @@ describe('replay buffer', () => {
     expect(b.changes).toHaveLength(3)
   })
 })
+
+describe('a transaction too large for the history', () => {
+  it('is discarded whole (its newest batches with its cursors) and the floor raised to it', () => {
+    const buffer = new ReplayBuffer()
+    buffer.reset('0/0')
+    buffer.add(batch('a', 1, 1))
+    buffer.add(batch('a', 0x10, 3))
+    buffer.add(batch('b', 0x10, 3))
+    buffer.add(batch('a', 0x20, 1))
+    buffer.discard('0/10', '0/20')
+    expect(buffer.size).toEqual({ batches: 1, rows: 1, keys: 1 })
+    expect(buffer.floor).toBe('0/20')
+    expect(buffer.since('a', '0/1')).toBeNull()
+    expect(buffer.since('a', '0/20')).toEqual([])
+  })
+})
+
+describe('a transaction\'s changes by key', () => {
+  it('lists a key once its changes reach the part size: an eighth of it for its first part', async () => {
+    const { KeyedChanges } = await import('../../src/runtime/server/engine/change-router')
+    const changes = new KeyedChanges(800)
+    for (let i = 0; i < 9; i++) changes.push('a', 'x'.repeat(9)) // 10 characters each, with the comma
+    expect(changes.ready).toEqual([])
+    changes.push('a', 'x'.repeat(9))
+    expect(changes.ready).toEqual(['a']) // 100 = 800 / 8
+    changes.ready = []
+    expect(changes.take('a')).toHaveLength(10)
+    expect(changes.chars).toBe(0)
+    for (let i = 0; i < 79; i++) changes.push('a', 'x'.repeat(9))
+    expect(changes.ready).toEqual([])
+    changes.push('a', 'x'.repeat(9)) // 800: a full part
+    changes.push('b', 'y')
+    expect(changes.ready).toEqual(['a'])
+    expect(changes.chars).toBe(802)
+  })
+})

@@ -292,6 +292,67 @@ describe('a second listener joining with an older cursor', () => {
   })
 })
 
+describe('transactions sent in parts', () => {
+  const part = (key: string, cursor: string, index: number, last: boolean, ids: number[], ref?: number) =>
+    ({ ...tx(key, cursor, ids.map(id => ins({ id })), ref), part: index, last })
+
+  it('applies a transaction once, at its last part, with every part\'s changes in order, between other keys\' frames', () => {
+    const { socket, listeners: [a, b] } = liveClient(['a', 'b'])
+    socket.receive(part('a', '0/21', 0, false, [1, 2]))
+    socket.receive(tx('b', '0/15'))
+    socket.receive(part('a', '0/21', 1, false, [3]))
+    expect(a!.batches).toEqual([])
+    socket.receive(part('a', '0/30', 2, true, [4]))
+    socket.receive(tx('a', '0/31', [ins({ id: 5 })]))
+    expect(b!.cursors).toEqual(['0/15'])
+    expect(a!.cursors).toEqual(['0/30', '0/31'])
+    expect(a!.batches[0]!.changes.map(change => change.id)).toEqual([1, 2, 3, 4])
+    expect(a!.batches[0]).not.toHaveProperty('part')
+  })
+
+  it('never applies a transaction whose first part it did not see, and resumes from the last whole one', () => {
+    const { client, sockets, socket, listeners: [a] } = liveClient(['a'], '0/10')
+    socket.receive(part('a', '0/21', 1, false, [2])) // subscribed in its middle
+    socket.receive(part('a', '0/30', 2, true, [3]))
+    expect(a!.batches).toEqual([])
+    socket.receive(part('a', '0/31', 0, false, [4]))
+    // The socket drops mid-transaction: the key resumes from 0/10, where the server replays it whole.
+    socket.drop()
+    vi.runOnlyPendingTimers()
+    sockets[1]!.open()
+    expect(sockets[1]!.take()).toEqual([{ type: 'sub', key: 'a', since: '0/10' }])
+    sockets[1]!.receive(part('a', '0/31', 0, false, [4]))
+    sockets[1]!.receive(part('a', '0/40', 1, true, [5]))
+    sockets[1]!.receive({ type: 'subscribed', key: 'a', cursor: '0/40', replayed: 2 })
+    expect(a!.cursors).toEqual(['0/40'])
+    expect(a!.batches[0]!.changes.map(change => change.id)).toEqual([4, 5])
+    expect(client.keyCount).toBe(1)
+  })
+
+  it('drops a half-received transaction when its key is told to resync', () => {
+    const { socket, listeners: [a] } = liveClient(['a'])
+    socket.receive(part('a', '0/21', 0, false, [1]))
+    socket.receive({ type: 'resync', key: 'a', cursor: '0/20', reason: 'gap' })
+    socket.receive(part('a', '0/30', 1, true, [2]))
+    expect(a!.received).toEqual([['resync', 'gap']])
+  })
+
+  it('assembles a replay\'s parts by its ref, apart from the key\'s live parts', () => {
+    const { client, socket, listeners: [first] } = liveClient(['a'], '0/50')
+    const late = recorder()
+    client.subscribe('a', late.listener, '0/20')
+    const { ref } = socket.take()[0] as { ref: number }
+    socket.receive(part('a', '0/31', 0, false, [1], ref))
+    socket.receive(part('a', '0/51', 0, false, [7]))
+    socket.receive(part('a', '0/40', 1, true, [2], ref))
+    socket.receive({ type: 'replayed', key: 'a', ref, cursor: '0/50', replayed: 2 })
+    socket.receive(part('a', '0/60', 1, true, [8]))
+    expect(late.received).toEqual([['tx', '0/40', ref], ['tx', '0/60', undefined]])
+    expect(late.batches[0]!.changes.map(change => change.id)).toEqual([1, 2])
+    expect(first!.batches.map(batch => batch.changes.map(change => change.id))).toEqual([[7, 8]])
+  })
+})
+
 describe('reconnecting', () => {
   it('reconnects after a close with exponential backoff, capped, with jitter from random()', () => {
     let roll = 0

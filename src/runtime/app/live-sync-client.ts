@@ -19,6 +19,7 @@ import {
   type ServerMessage,
   type SnapshotModel,
   type TxMessage,
+  type Change,
 } from '../shared/protocol'
 import type { LiveSyncInspector } from './live-sync-inspector'
 
@@ -154,6 +155,11 @@ export class LiveSyncClient {
    * was subscribed again meanwhile.
    */
   private readonly leaving = new Map<string, number>()
+  /**
+   * Transactions arriving in parts, by key (live frames) or by `r<ref>` (a
+   * replay's frames): their changes so far and the next part expected.
+   */
+  private readonly assembling = new Map<string, { next: number, changes: Change[] }>()
   private socket: SocketLike | null = null
   private nextRef = 1
   private attempt = 0
@@ -288,6 +294,7 @@ export class LiveSyncClient {
     if (entry.catchUp?.ref) this.replays.delete(entry.catchUp.ref)
     if (state.entries.size > 0 || this.keys.get(state.key) !== state) return
     this.keys.delete(state.key)
+    this.assembling.delete(`k${state.key}`)
     for (const request of [...this.snapshots.values()]) {
       if (request.state === state) this.failSnapshot(request, new Error(`[live-sync] key ${JSON.stringify(state.key)} was unsubscribed before its snapshot arrived`))
     }
@@ -353,6 +360,8 @@ export class LiveSyncClient {
     }
     this.replays.clear()
     this.leaving.clear()
+    // Half-received transactions are replayed whole from the cursors.
+    this.assembling.clear()
     // Asked again after the key's `sub` on the next socket.
     for (const request of this.snapshots.values()) request.sent = false
     if (this.fatal) return this.updateStatuses()
@@ -489,6 +498,7 @@ export class LiveSyncClient {
       }
       case 'replayed': {
         const replay = this.replays.get(message.ref)
+        this.assembling.delete(`r${message.ref}`)
         if (!replay) return
         this.replays.delete(message.ref)
         this.knownCursor = maxLsn(this.knownCursor, message.cursor)
@@ -551,7 +561,32 @@ export class LiveSyncClient {
     this.updateStatuses()
   }
 
-  private onTx(message: TxMessage): void {
+  /**
+   * Collects the parts of a transaction sent in parts; at its last part
+   * returns it whole (as one `tx`), before that null. Parts of a transaction
+   * whose first part this socket did not get (it subscribed meanwhile, without
+   * a cursor that reaches back) are dropped: never half a transaction.
+   */
+  private assemble(message: TxMessage): TxMessage | null {
+    const id = message.ref === undefined ? `k${message.key}` : `r${message.ref}`
+    let tx = this.assembling.get(id)
+    if (message.part === 0) this.assembling.set(id, (tx = { next: 0, changes: [] }))
+    if (!tx || message.part !== tx.next) {
+      this.assembling.delete(id)
+      return null
+    }
+    tx.next++
+    for (const change of message.changes) tx.changes.push(change)
+    if (!message.last) return null
+    this.assembling.delete(id)
+    const whole: TxMessage = { type: 'tx', key: message.key, cursor: message.cursor, changes: tx.changes }
+    if (message.ref !== undefined) whole.ref = message.ref
+    return whole
+  }
+
+  private onTx(frame: TxMessage): void {
+    const message = frame.part === undefined ? frame : this.assemble(frame)
+    if (!message) return
     this.knownCursor = maxLsn(this.knownCursor, message.cursor)
     if (message.ref !== undefined) {
       this.replays.get(message.ref)?.entry.listener.batch(message)
@@ -571,6 +606,8 @@ export class LiveSyncClient {
   }
 
   private onResync(message: ResyncMessage): void {
+    // A transaction whose parts were arriving will not be completed.
+    this.assembling.delete(message.ref === undefined ? `k${message.key}` : `r${message.ref}`)
     const state = this.keys.get(message.key)
     if (!state) return
     if (message.ref !== undefined) {

@@ -23,7 +23,7 @@ import {
   type SnapshotRequestMessage,
 } from '../shared/protocol'
 import { LiveSyncError } from './engine/errors'
-import type { Delivery } from './engine/key-batch'
+import type { Congestion, Delivery } from './engine/key-batch'
 import type { LiveSyncEngine } from './engine/live-sync-engine'
 import { liveSyncLogger } from './engine/logger'
 import { DEFAULT_LIMITS, type LiveSyncLimits } from './security-settings'
@@ -378,11 +378,30 @@ export class PeerSession {
     }
   }
 
-  private deliver(delivery: Delivery): void {
-    if (this.closed) return
-    if (!this.replaying && this.backlogged()) return this.slowConsumer()
+  private deliver(delivery: Delivery): Congestion | undefined {
+    if (this.closed) return undefined
+    if (!this.replaying && this.backlogged()) {
+      this.slowConsumer()
+      return undefined
+    }
     if (this.options.sendBytes) this.options.sendBytes(delivery.frameBytes())
     else this.options.send(delivery.frame())
+    // A large transaction's parts: past a quarter of the bound, the stream waits for this socket to drain.
+    if (delivery.type === 'tx' && delivery.part && !this.replaying && this.congested()) return this.congestion
+    return undefined
+  }
+
+  /** More than a quarter of `maxBufferedBytes` waits to go out. */
+  private congested(): boolean {
+    const buffered = this.options.bufferedAmount
+    return buffered !== undefined && buffered() > this.limits.maxBufferedBytes / 4
+  }
+
+  /** What the engine polls while it waits for this socket (drained below an eighth of the bound, or closed). */
+  private readonly congestion: Congestion = {
+    drained: () => this.closed || (this.options.bufferedAmount?.() ?? 0) <= this.limits.maxBufferedBytes / 8,
+    backlog: () => this.options.bufferedAmount?.() ?? 0,
+    stall: () => this.slowConsumer(),
   }
 
   private error(code: ErrorCode, message: string, key?: string, ref?: number): void {

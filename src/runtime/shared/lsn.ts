@@ -49,3 +49,8 @@ export function maxLsn(a: Lsn | null | undefined, b: Lsn | null | undefined): Ls
   if (!b) return a
   return compareLsn(a, b) >= 0 ? a : b
 }
+
+/** The LSN one byte after `lsn`. */
+export function nextLsn(lsn: Lsn): Lsn {
+  return numberToLsn(lsnToNumber(lsn) + 1)
+}

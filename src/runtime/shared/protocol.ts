@@ -78,6 +78,15 @@ export interface HelloMessage {
   cursor: Lsn | null
 }
 
+/**
+ * A committed transaction's changes for one key. A large one is sent in
+ * parts as it is read (so it is neither held whole by the server nor sent
+ * late): `part` counts from 0, and the part with `last: true` carries the
+ * commit's cursor. A client applies the transaction once, at its last part,
+ * and never applies one whose first part it did not see. Earlier parts
+ * carry a cursor just past the commit's start, which is no cursor to resume
+ * from (only the last part's is).
+ */
 export interface TxMessage {
   type: 'tx'
   key: string
@@ -85,6 +94,10 @@ export interface TxMessage {
   changes: Change[]
   /** Set when this is a replay answering a `replay` request. */
   ref?: number
+  /** The part's index, for a transaction sent in parts. */
+  part?: number
+  /** The last part of a transaction sent in parts. */
+  last?: boolean
 }
 
 export interface SubscribedMessage {

@@ -55,7 +55,7 @@ export class RedisPublisher {
     const names: string[] = []
     const frames: string[] = []
     if (tx.keyed) {
-      for (const [key, changes] of tx.keyed) {
+      for (const [key, { changes }] of tx.keyed.byKey) {
         keys.push(keyChannel(this.layout, key))
         names.push(key)
         // part, changes, header, frame: one part per key for now (see redis-layout.ts).

@@ -15,9 +15,46 @@ import type { WatchedModel } from './watch-registry'
 
 /**
  * A transaction's changes by routing key, in commit order within each key,
- * each serialized as soon as it is shaped (see KeyBatch).
+ * each serialized as soon as it is shaped (see KeyBatch). Counts what it
+ * holds, so that a large transaction can be sent in parts as it arrives: a
+ * key whose changes reach `chunkChars` is listed in `ready`.
  */
-export type KeyedChanges = Map<string, string[]>
+export class KeyedChanges {
+  readonly byKey = new Map<string, { changes: string[], chars: number, limit: number }>()
+  /** Characters held, all keys. */
+  chars = 0
+  /** Keys holding at least their part size, in the order they got there. */
+  ready: string[] = []
+  /** Keys that had a part taken: their next parts are full-sized. */
+  private readonly taken = new Set<string>()
+
+  constructor(private readonly chunkChars = Number.POSITIVE_INFINITY) {}
+
+  push(key: string, encoded: string): void {
+    let entry = this.byKey.get(key)
+    // A key's first part is an eighth of the size, so that it leaves soon after the transaction's first rows.
+    if (!entry) this.byKey.set(key, (entry = { changes: [], chars: 0, limit: this.taken.has(key) ? this.chunkChars : this.chunkChars / 8 }))
+    entry.changes.push(encoded)
+    const before = entry.chars
+    entry.chars += encoded.length + 1
+    this.chars += encoded.length + 1
+    if (entry.chars >= entry.limit && before < entry.limit) this.ready.push(key)
+  }
+
+  /** Takes the changes held for `key` (leaving none). */
+  take(key: string): string[] {
+    const entry = this.byKey.get(key)
+    if (!entry) return []
+    this.byKey.delete(key)
+    this.taken.add(key)
+    this.chars -= entry.chars
+    return entry.changes
+  }
+
+  get size(): number {
+    return this.byKey.size
+  }
+}
 
 /** A row of a view-backed model that a transaction touched, as it was before the transaction. */
 export interface ViewTouch {
@@ -37,10 +74,7 @@ export type ViewTouches = Map<WatchedModel, Map<string, ViewTouch>>
 
 /** Appends a change (serialized) to its key's list. */
 export function pushChange(into: KeyedChanges, key: string, change: Change): void {
-  const encoded = encodeChange(change)
-  const list = into.get(key)
-  if (list) list.push(encoded)
-  else into.set(key, [encoded])
+  into.push(key, encodeChange(change))
 }
 
 export class ChangeRouter {

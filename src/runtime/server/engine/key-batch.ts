@@ -15,6 +15,12 @@ export class KeyBatch {
   /** Number of changes. */
   readonly size: number
   /**
+   * A part of a transaction streamed in chunks (`part` counts from 0, the
+   * last one has `last: true` and the commit's cursor); undefined for a
+   * transaction sent whole.
+   */
+  part?: { index: number, last: boolean }
+  /**
    * The changes until the frame is built, then the frame: as a string, or
    * as UTF-8 bytes once a socket asked for those. One representation at a
    * time, since the replay history keeps batches for minutes.
@@ -29,9 +35,11 @@ export class KeyBatch {
     encodedChanges: string[],
     /** When it was dispatched (ms since epoch). */
     readonly at: number,
+    part?: { index: number, last: boolean },
   ) {
     this.content = encodedChanges
     this.size = encodedChanges.length
+    if (part) this.part = part
   }
 
   /**
@@ -45,12 +53,13 @@ export class KeyBatch {
     return batch
   }
 
-  /** `{"type":"tx","key":…,"cursor":…,"changes":[…]}` */
+  /** `{"type":"tx","key":…,"cursor":…,"changes":[…]}`, with `"part":n,"last":…` for a part. */
   frame(): string {
     const content = this.content
     if (typeof content === 'string') return content
     if (Buffer.isBuffer(content)) return content.toString('utf8')
-    return (this.content = `{"type":"tx","key":${JSON.stringify(this.key)},"cursor":"${this.cursor}","changes":[${content.join(',')}]}`)
+    const part = this.part ? `"part":${this.part.index},"last":${this.part.last},` : ''
+    return (this.content = `{"type":"tx","key":${JSON.stringify(this.key)},"cursor":"${this.cursor}",${part}"changes":[${content.join(',')}]}`)
   }
 
   /** The frame as UTF-8, encoded once and written to every socket as is. */
@@ -104,5 +113,28 @@ export class ResyncNotice {
 
 export type Delivery = KeyBatch | ResyncNotice
 
-/** Receives what happens to one key. Must not throw; must be quick. */
-export type Subscriber = (delivery: Delivery) => void
+/**
+ * A subscriber that took a part of a streamed transaction but has more
+ * unsent than it should: the replication stream waits until it drains
+ * (Postgres holds the rest of the transaction meanwhile), or gives up on it.
+ */
+export interface Congestion {
+  /** Whether it can take more (or is gone). */
+  drained: () => boolean
+  /** Bytes still waiting to go out to it: while they shrink, it is making progress. */
+  backlog: () => number
+  /** It did not drain in time: close it as a slow consumer. */
+  stall: () => void
+}
+
+/**
+ * Receives what happens to one key. Must not throw; must be quick. May
+ * return a `Congestion` after a part of a streamed transaction (anything
+ * else it returns is ignored).
+ */
+export type Subscriber = (delivery: Delivery) => unknown
+
+/** Whether a subscriber's answer is a `Congestion`. */
+export function isCongestion(value: unknown): value is Congestion {
+  return typeof value === 'object' && value !== null && typeof (value as Congestion).drained === 'function' && typeof (value as Congestion).stall === 'function'
+}

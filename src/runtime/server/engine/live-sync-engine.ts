@@ -7,15 +7,15 @@
 import { randomBytes } from 'node:crypto'
 import type { ClientConfig } from 'pg'
 import type { Sequelize } from 'sequelize'
-import { compareLsn, maxLsn, type Lsn } from '../../shared/lsn'
+import { compareLsn, maxLsn, nextLsn, type Lsn } from '../../shared/lsn'
 import { keyString, type KeyValue, type ModelMeta, type ResyncReason, type Row, type SnapshotModel } from '../../shared/protocol'
-import { ChangeRouter, type KeyedChanges, type ViewTouches } from './change-router'
+import { ChangeRouter, KeyedChanges, type ViewTouches } from './change-router'
 import { resolveConnectionConfig } from './connection-config'
 import type { ClusterHost, ClusterSubscription, EngineCluster } from './engine-cluster'
 import { EngineMetrics, preciseNow } from './engine-metrics'
 import { LiveSyncError, type LiveSyncLogger } from './errors'
 import { describeChanges, type EngineFeedEntry, type LiveSyncEngineStats, type PeerStats } from './engine-stats'
-import type { KeyBatch, Subscriber } from './key-batch'
+import { KeyBatch, type Congestion, type Subscriber } from './key-batch'
 import { liveSyncLogger } from './logger'
 import type { PgoutputMessage } from './pgoutput-decoder'
 import { preflight } from './preflight'
@@ -70,7 +70,36 @@ export interface LiveSyncEngineOptions {
    * plugin when `liveSync.redis` is configured.
    */
   cluster?: EngineCluster | null
+  /**
+   * How large transactions are streamed to sockets in parts as they
+   * arrive (single-instance mode; in cluster mode a transaction goes to Redis whole).
+   */
+  streaming?: StreamingOptions
 }
+
+/**
+ * Bounds of a large transaction in flight. A key's changes are sent as a
+ * part once they reach `chunkChars`, every key's once all held reach
+ * `maxHeldChars`; parts go out only when every earlier transaction has been
+ * dispatched, and while a subscriber drains the replication stream waits
+ * (up to `drainTimeoutMs`, then that subscriber is closed as a slow consumer).
+ */
+export interface StreamingOptions {
+  /** Characters of one key's changes sent as one part (default 256 KiB). */
+  chunkChars?: number
+  /** Characters of changes held across keys before all are sent (default 4 MiB). */
+  maxHeldChars?: number
+  /**
+   * How long a congested subscriber may take nothing (its unsent bytes not
+   * shrinking) before it is closed as a slow consumer, in ms (default 500).
+   */
+  stallMs?: number
+  /** How long the stream waits for one congested subscriber at most, however slowly it drains, in ms (default 5000). */
+  drainTimeoutMs?: number
+}
+
+const DEFAULT_CHUNK_CHARS = 256 * 1024
+const DEFAULT_MAX_HELD_CHARS = 4 * 1024 * 1024
 
 export interface SnapshotOptions {
   /**
@@ -97,6 +126,11 @@ interface CommittedTx {
   cursor: Lsn
   /** When Postgres committed it (ms since the epoch). */
   commitTime: number
+  /** Parts already sent per key (a large transaction streamed as it arrived), and their cursor. */
+  parts: Map<string, number> | null
+  partCursor: Lsn | null
+  /** Rows of its parts kept for replay; -1 once it was too large to keep. */
+  recorded: number
   xid: number
   keyed: KeyedChanges | null
   touches: ViewTouches | null
@@ -156,6 +190,14 @@ export class LiveSyncEngine {
   private router: ChangeRouter | null = null
   private stream: ReplicationStream | null = null
   private tx: KeyedChanges | null = null
+  /** The open transaction's parts sent per key, their cursor (just past its commit's start LSN), and rows kept for replay (-1: not kept). */
+  private txParts: Map<string, number> | null = null
+  private txCursor: Lsn | null = null
+  private txRecorded = 0
+  /** Parts of the open transaction wait (the stream is paused) for earlier transactions or draining sockets. */
+  private partsWaiting = false
+  /** Subscribers that took a part and have not drained yet: the stream waits for them. */
+  private congestion: { list: Array<{ congestion: Congestion, since: number, backlog: number, progressAt: number }>, timer: NodeJS.Timeout } | null = null
   private xid = 0
   private truncated: Set<string> | null = null
   /** Committed transactions waiting (in commit order) for a read-back before dispatch. */
@@ -240,6 +282,7 @@ export class LiveSyncEngine {
     this.stream = null
     await this.running?.catch(() => {})
     this.pending = []
+    this.clearCongestion()
     await stream?.stop()
     // A connect() that was under way may have opened a stream meanwhile.
     await (this.stream as ReplicationStream | null)?.stop()
@@ -334,7 +377,8 @@ export class LiveSyncEngine {
     let replayed = 0
     let tooOld = false
     if (since) {
-      const batches = this.replay(key, since)
+      // With the parts of a transaction still arriving: the rest follow live.
+      const batches = this.cursor ? this.hub.buffer.since(routed, since) : null
       if (batches === null) tooOld = true
       else for (const batch of batches) {
         subscriber(batch)
@@ -419,11 +463,16 @@ export class LiveSyncEngine {
     return result
   }
 
-  /** The key's batches after `since`, or `null` when they are no longer all held. */
+  /**
+   * The key's batches after `since` up to the cursor (not the parts of a
+   * transaction still arriving), or `null` when they are no longer all held.
+   */
   replay(key: KeyValue, since: Lsn): KeyBatch[] | null {
     if (this.cluster) throw new LiveSyncError('CONFIG', 'in cluster mode the history is in Redis: use readHistory() instead of replay().')
-    if (!this.cursor) return null
-    return this.hub.buffer.since(keyString(key)!, since)
+    const cursor = this.cursor
+    if (!cursor) return null
+    const batches = this.hub.buffer.since(keyString(key)!, since)
+    return batches && batches.filter(batch => compareLsn(batch.cursor, cursor) <= 0)
   }
 
   /**
@@ -592,6 +641,9 @@ export class LiveSyncEngine {
     this.hub.buffer.reset(consistentPoint)
     // Transactions of the previous session still waiting are covered by the resync below.
     this.pending = []
+    this.clearCongestion()
+    this.partsWaiting = false
+    this.txParts = null
     this.viewReader = new ViewReader()
     this.recent = []
     this.recentBase = consistentPoint
@@ -670,30 +722,154 @@ export class LiveSyncEngine {
     const router = this.router!
     switch (message.tag) {
       case 'begin':
-        this.tx = new Map()
+        this.tx = this.newChanges()
         this.xid = message.xid
         this.txCommitTime = message.commitTime
         this.truncated = null
+        this.txParts = null
+        // Every cursor handed out before this transaction's commit is at most its start; the commit's end is after it.
+        this.txCursor = nextLsn(message.finalLsn)
+        this.txRecorded = 0
         router.takeTouches()
         return
       case 'relation':
         router.relation(message)
         return
       case 'insert':
-        router.insert(message, this.tx ??= new Map())
-        return
+        router.insert(message, this.tx ??= this.newChanges())
+        break
       case 'update':
-        router.update(message, this.tx ??= new Map())
-        return
+        router.update(message, this.tx ??= this.newChanges())
+        break
       case 'delete':
-        router.delete(message, this.tx ??= new Map())
-        return
+        router.delete(message, this.tx ??= this.newChanges())
+        break
       case 'truncate':
         for (const table of router.truncated(message)) (this.truncated ??= new Set()).add(table)
         return
       case 'commit':
-        this.commit({ cursor: message.commitEndLsn, commitTime: message.commitTime, xid: this.xid, keyed: this.tx, touches: router.takeTouches(), truncated: this.truncated, broken: this.txBroken, stream })
+        this.commit({
+          cursor: message.commitEndLsn,
+          commitTime: message.commitTime,
+          parts: this.txParts,
+          partCursor: this.txCursor,
+          recorded: this.txRecorded,
+          xid: this.xid,
+          keyed: this.tx,
+          touches: router.takeTouches(),
+          truncated: this.truncated,
+          broken: this.txBroken,
+          stream,
+        })
+        return
+      default:
+        return
     }
+    const tx = this.tx!
+    if (!this.cluster && (tx.ready.length > 0 || tx.chars >= this.maxHeldChars)) this.sendParts(stream)
+  }
+
+  private newChanges(): KeyedChanges {
+    // Cluster mode hands whole transactions to Redis: no parts.
+    return new KeyedChanges(this.cluster ? Number.POSITIVE_INFINITY : (this.options.streaming?.chunkChars ?? DEFAULT_CHUNK_CHARS))
+  }
+
+  private get maxHeldChars(): number {
+    return this.options.streaming?.maxHeldChars ?? DEFAULT_MAX_HELD_CHARS
+  }
+
+  /**
+   * Sends the open transaction's full keys (or, over `maxHeldChars`, all of
+   * them) as parts, so a large transaction is neither held whole nor sent
+   * late. Only when every earlier transaction was dispatched (commit order
+   * across keys) and no subscriber is draining; otherwise the stream pauses
+   * until then, which bounds what is held by what was already read.
+   */
+  private sendParts(stream: ReplicationStream): void {
+    const tx = this.tx!
+    if (this.pending.length > 0 || this.congestion) {
+      this.partsWaiting = true
+      stream.pause('parts')
+      return
+    }
+    const keys = tx.chars >= this.maxHeldChars ? [...tx.byKey.keys()] : tx.ready
+    tx.ready = []
+    const cursor = this.txCursor!
+    const now = Date.now()
+    const congested: Congestion[] = []
+    const parts = (this.txParts ??= new Map())
+    for (const key of keys) {
+      const changes = tx.take(key)
+      if (changes.length === 0) continue
+      const index = parts.get(key) ?? 0
+      parts.set(key, index + 1)
+      const batch = new KeyBatch(key, cursor, changes, now, { index, last: false })
+      this.hub.publishPart(batch, this.recordPart(batch), congested)
+    }
+    if (congested.length > 0) this.congest(congested, stream)
+  }
+
+  /** Whether a part of the open transaction is kept for replay: not once the transaction outgrew half the history. */
+  private recordPart(batch: KeyBatch): boolean {
+    if (this.txRecorded < 0) return false
+    this.txRecorded += batch.size
+    if (this.txRecorded <= this.hub.buffer.maxRows / 2) return true
+    // Too large to replay: its parts are forgotten and whoever would need it resyncs.
+    this.hub.buffer.discard(batch.cursor)
+    this.txRecorded = -1
+    return false
+  }
+
+  /**
+   * Pauses the stream until every congested subscriber drained. One that
+   * takes nothing for `stallMs`, or has not drained after `drainTimeoutMs`,
+   * is closed as a slow consumer: a stalled socket holds the stream back for
+   * half a second, a healthy slower one for as long as it keeps reading.
+   */
+  private congest(list: Congestion[], stream: ReplicationStream): void {
+    const now = Date.now()
+    const waiting = list.map(congestion => ({ congestion, since: now, backlog: congestion.backlog(), progressAt: now }))
+    if (this.congestion) {
+      this.congestion.list.push(...waiting)
+      return
+    }
+    stream.pause('sockets')
+    const stallMs = this.options.streaming?.stallMs ?? 500
+    const timeoutMs = this.options.streaming?.drainTimeoutMs ?? 5000
+    const timer = setInterval(() => {
+      const congestion = this.congestion
+      if (!congestion) return
+      const at = Date.now()
+      congestion.list = congestion.list.filter((each) => {
+        if (each.congestion.drained()) return false
+        const backlog = each.congestion.backlog()
+        if (backlog < each.backlog) {
+          each.backlog = backlog
+          each.progressAt = at
+        }
+        if (at - each.progressAt <= stallMs && at - each.since <= timeoutMs) return true
+        each.congestion.stall()
+        return false
+      })
+      if (congestion.list.length > 0) return
+      this.clearCongestion()
+      stream.resume('sockets')
+      this.resumeParts(stream)
+    }, 5)
+    this.congestion = { list: waiting, timer }
+  }
+
+  private clearCongestion(): void {
+    if (this.congestion) clearInterval(this.congestion.timer)
+    this.congestion = null
+  }
+
+  /** Sends the open transaction's waiting parts once nothing holds them back. */
+  private resumeParts(stream: ReplicationStream): void {
+    if (!this.partsWaiting || this.pending.length > 0 || this.congestion || stream !== this.stream) return
+    this.partsWaiting = false
+    stream.resume('parts')
+    if (this.tx) this.sendParts(stream)
   }
 
   /**
@@ -706,6 +882,12 @@ export class LiveSyncEngine {
     this.tx = null
     this.truncated = null
     this.txBroken = false
+    this.txParts = null
+    if (this.partsWaiting) {
+      // What waited is now part of a committed transaction, dispatched in its turn.
+      this.partsWaiting = false
+      tx.stream.resume('parts')
+    }
     if (this.pending.length === 0 && !tx.touches) {
       if (this.cluster) return this.publish(tx)
       this.dispatch(tx)
@@ -726,7 +908,7 @@ export class LiveSyncEngine {
         if (tx.touches) {
           try {
             await waitUntilVisible(this.sequelize, tx.xid)
-            await this.viewReader.readBack(tx.touches, tx.keyed ??= new Map())
+            await this.viewReader.readBack(tx.touches, tx.keyed ??= new KeyedChanges())
           }
           catch (error) {
             // The view rows cannot be known: their subscribers must reload.
@@ -747,6 +929,7 @@ export class LiveSyncEngine {
         }
         if (this.pending.length + this.publishing < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) tx.stream.resume()
       }
+      if (this.stream) this.resumeParts(this.stream)
     }
     finally {
       this.draining = false
@@ -777,7 +960,7 @@ export class LiveSyncEngine {
     this.cluster!.publish({ cursor: tx.cursor, xid: tx.xid, keyed: tx.keyed, truncated: tx.truncated ? [...tx.truncated] : null, broken }).then(() => {
       this.publishing--
       let rows = 0
-      if (tx.keyed) for (const changes of tx.keyed.values()) rows += changes.length
+      if (tx.keyed) for (const { changes } of tx.keyed.byKey.values()) rows += changes.length
       this.metrics.dispatched(tx.commitTime, rows, preciseNow())
       if (stream === this.stream) stream.acknowledge(tx.cursor)
       this.relieve()
@@ -816,6 +999,19 @@ export class LiveSyncEngine {
     })
   }
 
+  /** The last part of a streamed transaction's key: the commit's cursor; the client applies the whole transaction then. */
+  private publishLast(tx: CommittedTx, key: string, changes: string[], index: number, now: number): void {
+    const batch = new KeyBatch(key, tx.cursor, changes, now, { index, last: true })
+    let record = tx.recorded >= 0
+    if (record && tx.recorded + batch.size > this.hub.buffer.maxRows / 2) {
+      this.hub.buffer.discard(tx.partCursor!, tx.cursor)
+      tx.recorded = -1
+      record = false
+    }
+    else if (record) tx.recorded += batch.size
+    this.hub.publishPart(batch, record, [])
+  }
+
   /** Hands a committed transaction to the hub, one batch per key. */
   private dispatch(tx: CommittedTx): void {
     const now = Date.now()
@@ -826,12 +1022,17 @@ export class LiveSyncEngine {
     let rows = 0
     const debugKeys = this.debugKeys
     if (tx.keyed) {
-      for (const [key, changes] of tx.keyed) {
-        this.hub.publish(key, cursor, changes, now)
+      for (const [key, { changes }] of tx.keyed.byKey) {
+        const index = tx.parts?.get(key)
+        if (index === undefined) this.hub.publish(key, cursor, changes, now)
+        else this.publishLast(tx, key, changes, index, now)
         rows += changes.length
         if (debugKeys !== null && debugKeys.has(key)) this.explain(key, `transaction ${cursor} (xid ${tx.xid}): ${describeChanges(changes)} → ${this.hub.subscriberCount(key)} subscriber(s), ${(preciseNow() - tx.commitTime).toFixed(2)} ms after its commit.`)
       }
     }
+    // Keys whose every change went out in parts still get their last (empty) part.
+    if (tx.parts) for (const [key, index] of tx.parts) if (!tx.keyed?.byKey.has(key)) this.publishLast(tx, key, [], index, now)
+    if (tx.recorded < 0) this.hub.buffer.raiseFloor(cursor)
     const dispatchedAt = preciseNow()
     this.metrics.dispatched(tx.commitTime, rows, dispatchedAt)
     if (this.feed) this.record(tx, rows, dispatchedAt)
@@ -849,7 +1050,7 @@ export class LiveSyncEngine {
   /** Keeps a dispatched transaction in `feed` (DevTools). */
   private record(tx: CommittedTx, rows: number, dispatchedAt: number): void {
     const keys: Record<string, number> = {}
-    if (tx.keyed) for (const [key, changes] of tx.keyed) keys[key] = changes.length
+    if (tx.keyed) for (const [key, { changes }] of tx.keyed.byKey) keys[key] = changes.length
     this.feed!.push({ cursor: tx.cursor, commitTime: tx.commitTime, dispatchedAt, rows, keys, truncated: tx.truncated ? [...tx.truncated] : [] })
     if (this.feed!.length > (this.options.feedSize ?? 0)) this.feed!.shift()
   }

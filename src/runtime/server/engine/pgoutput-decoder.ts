@@ -71,9 +71,9 @@ const REPLICA_IDENTITY: Record<number, RelationMessage['replicaIdentity']> = {
   0x69: 'index',
 }
 
-/** Reads one message; `buf` is the XLogData payload (after the 25-byte header). */
-export function decodePgoutput(buf: Buffer): PgoutputMessage {
-  return new Reader(buf).message()
+/** Reads one message: the XLogData payload, which starts at `offset` of `buf` (after the 25-byte header). */
+export function decodePgoutput(buf: Buffer, offset = 0): PgoutputMessage {
+  return new Reader(buf, offset).message()
 }
 
 export function formatLsn(hi: number, lo: number): string {
@@ -87,8 +87,7 @@ const utf8: (buf: Buffer, start: number, end: number) => string
     : (buf, start, end) => buf.toString('utf8', start, end)
 
 class Reader {
-  private pos = 0
-  constructor(private readonly buf: Buffer) {}
+  constructor(private readonly buf: Buffer, private pos: number) {}
 
   message(): PgoutputMessage {
     const tag = this.u8()

@@ -40,6 +40,14 @@ class Queue<T> {
     this.items.push(item)
   }
 
+  peekLast(): T | undefined {
+    return this.size > 0 ? this.items.at(-1) : undefined
+  }
+
+  pop(): T | undefined {
+    return this.size > 0 ? this.items.pop() : undefined
+  }
+
   shift(): T | undefined {
     const item = this.items[this.head]
     this.items[this.head++] = undefined as T
@@ -55,7 +63,7 @@ export class ReplayBuffer implements ReplayHistory {
   private readonly all = new Queue<KeyBatch>()
   private readonly byKey = new Map<string, Queue<KeyBatch>>()
   private rows = 0
-  private readonly maxRows: number
+  readonly maxRows: number
   private readonly maxAgeMs: number
   /** Replay from a cursor older than this would miss changes. */
   floor: Lsn | null = null
@@ -90,6 +98,22 @@ export class ReplayBuffer implements ReplayHistory {
     queue.push(batch)
     this.rows += batch.size
     this.evict(batch.at)
+  }
+
+  /**
+   * Forgets the newest batches with one of `cursors` (the parts of a
+   * transaction too large to keep) and raises the floor to them: a
+   * subscriber that needs that transaction is told to resync.
+   */
+  discard(...cursors: Lsn[]): void {
+    for (let batch = this.all.peekLast(); batch && cursors.includes(batch.cursor); batch = this.all.peekLast()) {
+      this.all.pop()
+      this.rows -= batch.size
+      const queue = this.byKey.get(batch.key)!
+      queue.pop()
+      if (queue.size === 0) this.byKey.delete(batch.key)
+    }
+    for (const cursor of cursors) this.raiseFloor(cursor)
   }
 
   /** Drops the oldest batches beyond the row and age limits. */

@@ -12,13 +12,21 @@ import { LogicalReplicationService } from 'pg-logical-replication'
 import { maxLsn, normalizeLsn, previousLsn, type Lsn } from '../../shared/lsn'
 import { LiveSyncError } from './errors'
 import { openPermanentSlot, waitUntilInactive } from './permanent-slot'
-import { decodePgoutput, type PgoutputMessage } from './pgoutput-decoder'
+import { decodePgoutput, formatLsn, type PgoutputMessage } from './pgoutput-decoder'
 
 interface PluginOptions {
   publication: string
   onSlot: (consistentPoint: Lsn) => void
   permanent?: boolean
   beforeStart?: (point: Lsn, created: boolean) => Promise<void>
+  /** Every CopyData message of the replication stream, undecoded. */
+  onCopyData: (buffer: Buffer) => void
+}
+
+/** The part of pg's connection the stream reads CopyData messages from. */
+interface CopyDataSource {
+  removeAllListeners: (event: string) => void
+  on: (event: 'copyData', listener: (message: { chunk: Buffer }) => void) => void
 }
 
 /** pgoutput with our decoder, and a temporary slot made right before streaming. */
@@ -49,6 +57,12 @@ class LiveSyncPgoutputPlugin {
       consistentPoint = normalizeLsn(rows[0].consistent_point)
     }
     this.options.onSlot(consistentPoint)
+    // The library's own CopyData handler formats an LSN string, emits through
+    // EventEmitter2 and starts an async acknowledgement for every message:
+    // a few µs each, on the path of every row. Ours decodes in place.
+    const connection = (client as unknown as { connection: CopyDataSource }).connection
+    connection.removeAllListeners('copyData')
+    connection.on('copyData', ({ chunk }) => this.options.onCopyData(chunk))
     return client.query(`START_REPLICATION SLOT "${slotName}" LOGICAL ${consistentPoint} (proto_version '1', publication_names '"${this.options.publication}"')`)
   }
 }
@@ -79,20 +93,40 @@ export interface ReplicationStreamOptions {
    * (cluster mode: once Redis has it).
    */
   onIdlePosition?: (lsn: Lsn) => void
+  /**
+   * How often dispatched positions are confirmed to Postgres, in ms (default
+   * 1000). Each confirmation is a write on the replication connection, so
+   * one per transaction cost about as much as the rest of a small
+   * transaction's path; Postgres' own subscribers reply every 10 s. A
+   * keepalive that asks for a reply is answered at once, and `stop()`
+   * confirms what was dispatched.
+   */
+  ackIntervalMs?: number
 }
+
+/** XLogData ('w') and primary keepalive ('k') messages of the replication protocol. */
+const XLOG_DATA = 0x77
+const KEEPALIVE = 0x6B
+/** XLogData: 'w', start LSN, end LSN, send time; the pgoutput message follows. */
+const XLOG_HEADER = 25
 
 export class ReplicationStream {
   private readonly service: LogicalReplicationService
   private inTransaction = false
   private acked: Lsn | null = null
   private pendingAck: Lsn | null = null
-  private ackScheduled = false
+  private ackTimer: NodeJS.Timeout | null = null
   /** Messages received; the watchdog compares it between ticks (cheaper than a clock read per message). */
   private received = 0
   private lastActivity = Date.now()
   private watchdog: NodeJS.Timeout | null = null
   private stopping = false
-  private paused = false
+  /** Why reading is paused (transactions waiting for a read-back, sockets draining, …); empty: reading. */
+  private readonly pauses = new Set<string>()
+  private get paused(): boolean {
+    return this.pauses.size > 0
+  }
+
   private resolveClosed!: (error: Error | null) => void
   /** Where the slot starts: nothing committed before it is streamed. */
   consistentPoint: Lsn | null = null
@@ -107,24 +141,31 @@ export class ReplicationStream {
       // timer would acknowledge whatever arrived last.
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     )
-    this.service.on('data', (_lsn: string, message: PgoutputMessage) => {
+    this.service.on('error', () => {}) // surfaced through the subscribe() promise
+  }
+
+  /** One CopyData message of the replication stream. */
+  private onCopyData(buffer: Buffer): void {
+    const kind = buffer[0]
+    if (kind === XLOG_DATA) {
       this.received++
+      const message = decodePgoutput(buffer, XLOG_HEADER)
       if (message.tag === 'begin') this.inTransaction = true
       else if (message.tag === 'commit') this.inTransaction = false
-      options.onMessage(message)
-    })
-    this.service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) => {
+      this.options.onMessage(message)
+    }
+    else if (kind === KEEPALIVE) {
       this.received++
       // Between transactions everything up to the keepalive's position has
       // been dispatched: confirming it lets Postgres recycle WAL that only
       // unwatched tables wrote.
       if (!this.inTransaction) {
-        if (this.options.onIdlePosition) this.options.onIdlePosition(normalizeLsn(lsn))
-        else if (this.options.dispatched?.() ?? true) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, normalizeLsn(lsn))
+        const lsn = formatLsn(buffer.readUInt32BE(1), buffer.readUInt32BE(5))
+        if (this.options.onIdlePosition) this.options.onIdlePosition(lsn)
+        else if (this.options.dispatched?.() ?? true) this.pendingAck = maxLsn(this.pendingAck ?? this.acked, lsn)
       }
-      if (shouldRespond) this.flushAck()
-    })
-    this.service.on('error', () => {}) // surfaced through the subscribe() promise
+      if (buffer[17] === 1) this.flushAck()
+    }
   }
 
   /** Creates the slot and starts streaming; resolves with the slot's consistent point. */
@@ -139,6 +180,7 @@ export class ReplicationStream {
           this.consistentPoint = point
           this.acked = point
         },
+        onCopyData: buffer => this.onCopyData(buffer),
       })
       this.service.once('start', () => {
         started = true
@@ -158,30 +200,32 @@ export class ReplicationStream {
     })
   }
 
-  /** Confirms everything up to `lsn` (a dispatched transaction's end); coalesced per tick. */
+  /** Confirms everything up to `lsn` (a dispatched transaction's end); coalesced over `ackIntervalMs`. */
   acknowledge(lsn: Lsn): void {
     this.pendingAck = lsn
-    if (this.ackScheduled) return
-    this.ackScheduled = true
-    setImmediate(() => {
-      this.ackScheduled = false
-      this.flushAck()
-    })
+    if (this.ackTimer || this.stopping) return
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null
+      if (this.pendingAck) this.flushAck()
+    }, this.options.ackIntervalMs ?? 1000)
+    this.ackTimer.unref?.()
   }
 
   /**
    * Stops reading from the replication connection (Postgres holds the WAL
-   * back meanwhile): transactions waiting for dispatch stay bounded.
+   * back meanwhile) for `reason`: transactions waiting for dispatch, or a
+   * large transaction's parts waiting for sockets, stay bounded. Reading
+   * resumes once every reason was resumed.
    */
-  pause(): void {
-    if (this.paused) return
-    this.paused = true
-    this.socket()?.pause?.()
+  pause(reason = 'pending'): void {
+    if (this.pauses.has(reason)) return
+    const wasPaused = this.paused
+    this.pauses.add(reason)
+    if (!wasPaused) this.socket()?.pause?.()
   }
 
-  resume(): void {
-    if (!this.paused) return
-    this.paused = false
+  resume(reason = 'pending'): void {
+    if (!this.pauses.delete(reason) || this.paused) return
     this.socket()?.resume?.()
   }
 
@@ -226,6 +270,8 @@ export class ReplicationStream {
   private finish(error: Error | null): void {
     if (this.watchdog) clearInterval(this.watchdog)
     this.watchdog = null
+    if (this.ackTimer) clearTimeout(this.ackTimer)
+    this.ackTimer = null
     this.resolveClosed(this.stopping ? null : error)
   }
 

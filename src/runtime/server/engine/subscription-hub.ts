@@ -5,7 +5,7 @@
  */
 import type { Lsn } from '../../shared/lsn'
 import type { ResyncReason } from '../../shared/protocol'
-import { KeyBatch, ResyncNotice, type Subscriber } from './key-batch'
+import { isCongestion, KeyBatch, ResyncNotice, type Congestion, type Subscriber } from './key-batch'
 import { ReplayBuffer, type ReplayBufferOptions } from './replay-buffer'
 import type { LiveSyncLogger } from './errors'
 
@@ -29,6 +29,17 @@ export class SubscriptionHub {
     const subscribers = this.subscribers.get(key)
     if (subscribers) this.deliver(subscribers, batch)
     return batch
+  }
+
+  /**
+   * Hands a part of a streamed transaction to the key's subscribers
+   * (recorded for replay when `record`); those that report congestion are
+   * added to `congested`.
+   */
+  publishPart(batch: KeyBatch, record: boolean, congested: Congestion[]): void {
+    if (record) this.buffer.add(batch)
+    const subscribers = this.subscribers.get(batch.key)
+    if (subscribers) this.deliver(subscribers, batch, congested)
   }
 
   /**
@@ -78,10 +89,11 @@ export class SubscriptionHub {
     return this.subscribers.get(key)?.size ?? 0
   }
 
-  private deliver(subscribers: Set<Subscriber>, delivery: KeyBatch | ResyncNotice): void {
+  private deliver(subscribers: Set<Subscriber>, delivery: KeyBatch | ResyncNotice, congested?: Congestion[]): void {
     for (const subscriber of subscribers) {
       try {
-        subscriber(delivery)
+        const congestion = subscriber(delivery)
+        if (congested && isCongestion(congestion)) congested.push(congestion)
       }
       catch (error) {
         // One broken subscriber must not starve the others of the batch.

@@ -19,8 +19,8 @@
  * Latency is from the moment the writer's COMMIT returned to the moment a
  * client process read the frame, on one monotonic clock (`process.hrtime`).
  */
-import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import pg from 'pg'
 import { freePort, startPostgres } from '../support/postgres.mjs'
@@ -111,6 +111,48 @@ async function startNotify(url, admin) {
   }
 }
 
+/** Postgres's own logical replication client, if this machine has it (the floor any consumer pays). */
+function findRecvlogical() {
+  try {
+    return execFileSync('which', ['pg_recvlogical'], { encoding: 'utf8' }).trim() || null
+  }
+  catch {
+    const root = '/usr/lib/postgresql'
+    const major = existsSync(root) ? readdirSync(root).find(name => existsSync(`${root}/${name}/bin/pg_recvlogical`)) : undefined
+    return major ? `${root}/${major}/bin/pg_recvlogical` : null
+  }
+}
+
+/**
+ * `pg_recvlogical` streaming the publication with pgoutput into /dev/null: the walsender decodes every
+ * transaction as for live sync, and the client does nothing with it. What a writer loses to that is what
+ * any logical-replication consumer costs it, before the consumer does any work of its own.
+ */
+async function startRecvlogical(binary, url, admin) {
+  const slot = `bench_floor_${process.pid}`
+  const child = spawn(binary, ['-d', url, '-S', slot, '-P', 'pgoutput', '--create-slot', '--if-not-exists', '--start',
+    '-o', 'proto_version=1', '-o', 'publication_names=live_sync', '-f', '/dev/null', '-F', '0', '-s', '1', '--no-loop'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  for (const deadline = Date.now() + 30_000; ;) {
+    const { rows } = await admin.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    if (rows[0]?.active) break
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`[bench] pg_recvlogical did not start streaming: ${stderr.trim() || `exit ${child.exitCode}`}`)
+    await sleep(50)
+  }
+  return {
+    pid: /** @type {number} */ (child.pid),
+    async stop() {
+      child.kill('SIGINT')
+      await exited
+      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    },
+  }
+}
+
 /** Single-row updates of `taskId`, `count` of them `gapMs` apart; commit times by seq. */
 async function paced(writer, taskId, count, gapMs, seq) {
   const commits = new Map()
@@ -140,7 +182,8 @@ async function writerOverhead(ctx) {
     return client
   }))
   const compare = process.env.BENCH_COMPARE
-  const rate = { none: [], live: [], notify: [], ...(compare ? { compare: [] } : {}) }
+  const recvlogical = findRecvlogical()
+  const rate = { none: [], live: [], notify: [], ...(recvlogical ? { floor: [] } : {}), ...(compare ? { compare: [] } : {}) }
   const compareCpuPerTx = []
   const serverCpuPerTx = []
   const notifyCpuPerTx = []
@@ -186,6 +229,12 @@ async function writerOverhead(ctx) {
       rate.compare.push(other.rate)
       compareCpuPerTx.push(other.perTx)
     },
+    floor: async () => {
+      const consumer = await startRecvlogical(/** @type {string} */ (recvlogical), url, admin)
+      await sleep(500)
+      rate.floor.push(await run() / SIZE.writerSeconds)
+      await consumer.stop()
+    },
     notify: async () => {
       const notify = await startNotify(url, admin)
       const notifyClients = await openClients(notify.wsUrl, [ORG.writer])
@@ -217,14 +266,14 @@ async function writerOverhead(ctx) {
     rounds: SIZE.writerRounds,
     seconds: SIZE.writerSeconds,
     commitsPerSecond: { none, liveSync: live, triggerNotify: notify, all: rate },
-    lossPercent: { liveSync: loss('live'), triggerNotify: loss('notify'), ...(compare ? { compare: loss('compare') } : {}) },
+    lossPercent: { liveSync: loss('live'), triggerNotify: loss('notify'), ...(recvlogical ? { pgRecvlogical: loss('floor') } : {}), ...(compare ? { compare: loss('compare') } : {}) },
     serverCpuUsPerTx: median(serverCpuPerTx),
     ...(compare ? { compareServerCpuUsPerTx: median(compareCpuPerTx), compareCommitsPerSecond: median(rate.compare) } : {}),
     notifyServerCpuUsPerTx: median(notifyCpuPerTx),
     clientCpuMs: clientCpu,
   }
   results.writer = result
-  rows.push(['writers\' single-row commits/s (4 connections) while we stream (1 socket)', `${fmt(live, 0)}/s vs ${fmt(none, 0)}/s with no consumer (medians): **${signed(-result.lossPercent.liveSync)} %** (median of rounds); server CPU ${fmt(result.serverCpuUsPerTx, 0)} µs/tx`, `${fmt(notify, 0)}/s: ${signed(-result.lossPercent.triggerNotify)} %; LISTEN process ${fmt(result.notifyServerCpuUsPerTx, 0)} µs/tx`, '≤ 10 %, ≤ trigger + NOTIFY'])
+  rows.push(['writers\' single-row commits/s (4 connections) while we stream (1 socket)', `${fmt(live, 0)}/s vs ${fmt(none, 0)}/s with no consumer (medians): **${signed(-result.lossPercent.liveSync)} %** (median of rounds); server CPU ${fmt(result.serverCpuUsPerTx, 0)} µs/tx${recvlogical ? `; Postgres's own \`pg_recvlogical\` discarding the same stream: ${signed(-result.lossPercent.pgRecvlogical)} %` : ''}`, `${fmt(notify, 0)}/s: ${signed(-result.lossPercent.triggerNotify)} %; LISTEN process ${fmt(result.notifyServerCpuUsPerTx, 0)} µs/tx`, '≤ 10 %, ≤ trigger + NOTIFY'])
   log(`writer      ${JSON.stringify(result.commitsPerSecond.all)}; live sync server ${fmt(result.serverCpuUsPerTx)} µs CPU/tx${compare ? ` (compared build ${fmt(result.compareServerCpuUsPerTx)} µs/tx)` : ''}, LISTEN server ${fmt(result.notifyServerCpuUsPerTx)} µs/tx`)
 }
 
@@ -460,17 +509,34 @@ async function idle(ctx) {
   log(`idle        ${JSON.stringify(result)}`)
 }
 
-/** A transaction of `browserTx` rows patched into a `browserRows`-row list in Chromium: frame arrival → patched → painted. */
+/**
+ * A transaction of `browserTx` rows patched into a `browserRows`-row list in Chromium (/bench/[id]: the
+ * whole list in one component over `useFetch`'s data): frame arrival → patched → Vue re-rendered → painted.
+ */
 async function browser(ctx) {
   const { server, admin, writer } = ctx
   const { chromium } = await import('playwright-core')
   const { CHROMIUM_ARGS, CHROMIUM_PATH } = await import('../support/chromium.mjs')
-  await admin.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'row ' || n FROM generate_series(1, $2) n`, [ORG.browser, SIZE.browserRows])
   const instance = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true })
   try {
-    const page = await instance.newPage()
+    const result = { listRows: SIZE.browserRows, txRows: SIZE.browserTx, ...await browserRounds(instance, server, admin, writer, ORG.browser, `/bench/${ORG.browser}`) }
+    results.browser = result
+    const p50 = key => fmt(result[key].p50, 1)
+    rows.push([`${fmt(SIZE.browserTx, 0)}-row transaction into a ${fmt(SIZE.browserRows, 0)}-row list, Chromium`, `first part → painted: updates median **${p50('updateRenderedMs')} ms** (max ${fmt(result.updateRenderedMs.max, 1)}), inserts ${fmt(result.insertRenderedMs, 1)} ms; of an update: patched at ${p50('updatePatchedMs')} ms (the client's own work after the last part ${p50('updateLastFrameToPatchedMs')} ms), Vue re-rendered at ${p50('updateVueRenderedMs')} ms, the rest is Chromium's layout and paint`, '—', '≤ 50 ms'])
+    log(`browser     ${JSON.stringify(result)}`)
+  }
+  finally {
+    await instance.close()
+  }
+}
+
+/** `browserRounds` transactions into `org`'s list on page `path` (updates, then one insert), timed in the page. */
+async function browserRounds(instance, server, admin, writer, org, path) {
+  await admin.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'row ' || n FROM generate_series(1, $2) n`, [org, SIZE.browserRows])
+  const page = await instance.newPage()
+  try {
     await page.addInitScript(() => {
-      const bench = { frames: /** @type {number[]} */ ([]), patched: [], rendered: [] }
+      const bench = { frames: /** @type {number[]} */ ([]), patched: [], flushed: [], rendered: [] }
       Object.assign(window, { __liveSyncBench: bench })
       const Native = window.WebSocket
       window.WebSocket = class extends Native {
@@ -483,7 +549,7 @@ async function browser(ctx) {
         }
       }
     })
-    await page.goto(`${server.url}/bench/${ORG.browser}`)
+    await page.goto(`${server.url}${path}`)
     await page.waitForSelector('#status[data-status="live"]', { timeout: 60_000 })
     const samples = []
     for (let round = 0; round < SIZE.browserRounds; round++) {
@@ -491,26 +557,25 @@ async function browser(ctx) {
         const bench = /** @type {any} */ (window).__liveSyncBench
         bench.frames.length = 0
         bench.patched.length = 0
+        bench.flushed.length = 0
         bench.rendered.length = 0
       })
       const insert = round === SIZE.browserRounds - 1
       await (insert
-        ? writer.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'new ' || n FROM generate_series(1, $2) n`, [ORG.browser, SIZE.browserTx])
-        : writer.query(`UPDATE tasks SET title = title || '.' WHERE id IN (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY id LIMIT $2 OFFSET $3)`, [ORG.browser, SIZE.browserTx, round * SIZE.browserTx]))
+        ? writer.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'new ' || n FROM generate_series(1, $2) n`, [org, SIZE.browserTx])
+        : writer.query(`UPDATE tasks SET title = title || '.' WHERE id IN (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY id LIMIT $2 OFFSET $3)`, [org, SIZE.browserTx, round * SIZE.browserTx]))
       await page.waitForFunction(() => /** @type {any} */ (window).__liveSyncBench.rendered.length > 0, undefined, { timeout: 30_000 })
       const times = await page.evaluate(() => /** @type {any} */ (window).__liveSyncBench)
       const count = await page.locator('#tasks > li').count()
-      samples.push({ kind: insert ? 'insert' : 'update', patchedMs: times.patched[0] - times.frames[0], renderedMs: times.rendered[0] - times.frames[0], frames: times.frames.length, listLength: count })
+      // lastFrameToPatchedMs: the client's own work once the transaction's last part arrived (parse, patch, sync).
+      samples.push({ kind: insert ? 'insert' : 'update', patchedMs: times.patched[0] - times.frames[0], lastFrameToPatchedMs: times.patched[0] - times.frames.at(-1), vueRenderedMs: times.flushed[0] - times.frames[0], renderedMs: times.rendered[0] - times.frames[0], frames: times.frames.length, listLength: count })
     }
-    const updates = samples.filter(s => s.kind === 'update').map(s => s.renderedMs).sort((a, b) => a - b)
-    const inserted = samples.find(s => s.kind === 'insert')
-    const result = { listRows: SIZE.browserRows, txRows: SIZE.browserTx, samples, updateRenderedMs: summary(updates), insertRenderedMs: inserted?.renderedMs }
-    results.browser = result
-    rows.push([`${fmt(SIZE.browserTx, 0)}-row transaction into a ${fmt(SIZE.browserRows, 0)}-row list, Chromium`, `frame → patched and painted: updates median **${fmt(result.updateRenderedMs.p50, 1)} ms** (max ${fmt(result.updateRenderedMs.max, 1)}), inserts ${fmt(result.insertRenderedMs, 1)} ms`, '—', '≤ 50 ms'])
-    log(`browser     ${JSON.stringify(result)}`)
+    const updates = samples.filter(s => s.kind === 'update')
+    const sorted = key => updates.map(s => s[key]).sort((a, b) => a - b)
+    return { samples, updateRenderedMs: summary(sorted('renderedMs')), updatePatchedMs: summary(sorted('patchedMs')), updateLastFrameToPatchedMs: summary(sorted('lastFrameToPatchedMs')), updateVueRenderedMs: summary(sorted('vueRenderedMs')), insertRenderedMs: samples.find(s => s.kind === 'insert')?.renderedMs }
   }
   finally {
-    await instance.close()
+    await page.close()
   }
 }
 

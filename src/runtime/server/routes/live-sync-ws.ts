@@ -38,28 +38,83 @@ interface NodeWebSocket {
 const TEXT = { binary: false }
 
 /**
+ * How many bytes of large writes (`LARGE_WRITE_BYTES` or more to one socket)
+ * corked sockets may write out in one event-loop turn before the loop gets to
+ * poll I/O again. A write copies the frames into the kernel's socket buffer
+ * (up to a few MiB per socket): a large transaction fanned out to hundreds of
+ * sockets whose buffers are still filling (readers that stopped reading, say)
+ * would otherwise hold the loop, and every page render and query of the app
+ * behind it, for all of them at once. Small writes do not count: they cost a
+ * system call each, whatever their size, and deferring them would only split
+ * the frames of one socket over more of them.
+ */
+const UNCORK_BYTES_PER_TURN = 4 * 1024 * 1024
+const LARGE_WRITE_BYTES = 64 * 1024
+
+/** Uncorks a socket; returns the bytes it had corked. */
+type Uncork = () => number
+
+const corkedSockets: Uncork[] = []
+let corkedHead = 0
+let uncorkScheduled = false
+
+/** Uncorks the sockets corked this turn, up to the byte budget; the rest after the event loop polled I/O. */
+function uncorkTurn(): void {
+  let budget = UNCORK_BYTES_PER_TURN
+  while (corkedHead < corkedSockets.length && budget > 0) {
+    const bytes = corkedSockets[corkedHead++]!()
+    if (bytes >= LARGE_WRITE_BYTES) budget -= bytes
+  }
+  if (corkedHead < corkedSockets.length) {
+    // Under steady overload the queue never empties: drop what was done so it does not grow.
+    if (corkedHead >= 1024) {
+      corkedSockets.splice(0, corkedHead)
+      corkedHead = 0
+    }
+    return void setImmediate(uncorkTurn)
+  }
+  corkedSockets.length = 0
+  corkedHead = 0
+  uncorkScheduled = false
+}
+
+function scheduleUncork(uncork: Uncork): void {
+  corkedSockets.push(uncork)
+  if (!uncorkScheduled) {
+    uncorkScheduled = true
+    process.nextTick(uncorkTurn)
+  }
+}
+
+/**
  * Writes UTF-8 frames as text frames. The TCP socket is corked from the first
  * frame of an event-loop turn until the end of that turn's synchronous work,
  * so the frames of several transactions read from one replication packet
  * leave in one `writev` (a loopback write costs tens of µs: it runs the
- * receiver's TCP work inline).
+ * receiver's TCP work inline). Past `UNCORK_BYTES_PER_TURN`, the remaining
+ * sockets are written out in later turns, so the loop stays responsive.
  */
 function textBytesSender(peer: Peer): ((frame: Buffer) => void) | undefined {
   const socket = peer.websocket as unknown as Partial<NodeWebSocket>
   if (typeof socket?.ping !== 'function' || typeof socket.send !== 'function' || socket.send.length < 2) return undefined
   let corked = false
+  let corkedBytes = 0
   const uncork = () => {
     corked = false
     const tcp = socket._socket
     if (tcp && !tcp.destroyed) tcp.uncork()
+    const bytes = corkedBytes
+    corkedBytes = 0
+    return bytes
   }
   return (frame) => {
     const tcp = socket._socket
     if (!corked && tcp && typeof tcp.cork === 'function') {
       corked = true
       tcp.cork()
-      process.nextTick(uncork)
+      scheduleUncork(uncork)
     }
+    if (corked) corkedBytes += frame.length
     socket.send!(frame, TEXT)
   }
 }

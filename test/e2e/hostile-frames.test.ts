@@ -129,6 +129,8 @@ class CountingSocket {
       const done = () => {
         clearTimeout(timer)
         this.pongWaiters.delete(t)
+        // A listener per sync would pile up on a socket that lives through many of them.
+        this.socket.off('close', done)
         resolve()
       }
       this.pongWaiters.set(t, done)

@@ -101,6 +101,18 @@ describe('peer session', () => {
     expect(peer.keyCount).toBe(2)
   })
 
+  it('refuses a subscription whose authorization does not answer in time, and goes on with the next frame', async () => {
+    const { peer, frames } = session(offlineEngine(), {
+      authorize: key => (key === 'hangs' ? new Promise<void>(() => {}) : undefined),
+      limits: { authorizeTimeoutMs: 50 },
+    })
+    await peer.receive('{"type":"sub","key":"hangs"}')
+    expect(frames).toEqual([{ type: 'error', code: 'forbidden', message: '[live-sync] subscription to "hangs" refused: no answer within limits.authorizeTimeoutMs (50 ms)', key: 'hangs' }])
+    await peer.receive('{"type":"sub","key":"fine"}')
+    expect(frames.at(-1)).toMatchObject({ type: 'subscribed', key: 'fine' })
+    expect(peer.keyCount).toBe(1)
+  })
+
   it('reports live sync as unavailable when the server has no engine', async () => {
     const { peer, frames } = session(null)
     peer.hello()

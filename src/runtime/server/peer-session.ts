@@ -358,12 +358,22 @@ export class PeerSession {
 
   private async authorize(key: KeyValue): Promise<void> {
     if (!this.options.authorize) return
+    const timeoutMs = this.limits.authorizeTimeoutMs
+    let timer: ReturnType<typeof setTimeout> | undefined
     try {
-      await this.options.authorize(key)
+      await Promise.race([
+        this.options.authorize(key),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within limits.authorizeTimeoutMs (${timeoutMs} ms)`)), timeoutMs)
+        }),
+      ])
     }
     catch (error) {
       const reason = (error as { statusMessage?: string, message?: string })?.statusMessage ?? (error as Error)?.message
       throw new ProtocolError('forbidden', `[live-sync] subscription to ${JSON.stringify(key)} refused${reason ? `: ${reason}` : ''}`)
+    }
+    finally {
+      clearTimeout(timer)
     }
   }
 

@@ -23,6 +23,13 @@ export interface LiveSyncLimits {
    * all its keys at once after a reconnect.
    */
   frameBurst: number
+  /**
+   * How long (ms) an authorization may take. A `live-sync:authorize`
+   * handler that has not answered by then counts as a refusal (`forbidden`),
+   * so a hung session store cannot keep a tab waiting, nor the socket's
+   * later frames queued behind it, for ever.
+   */
+  authorizeTimeoutMs: number
 }
 
 export const DEFAULT_LIMITS: LiveSyncLimits = {
@@ -31,6 +38,7 @@ export const DEFAULT_LIMITS: LiveSyncLimits = {
   maxBufferedBytes: 4 * 1024 * 1024,
   framesPerSecond: 100,
   frameBurst: 1200,
+  authorizeTimeoutMs: 10_000,
 }
 
 export interface LiveSyncSecuritySettings {

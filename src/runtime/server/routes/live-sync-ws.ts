@@ -62,7 +62,14 @@ let uncorkScheduled = false
 function uncorkTurn(): void {
   let budget = UNCORK_BYTES_PER_TURN
   while (corkedHead < corkedSockets.length && budget > 0) {
-    const bytes = corkedSockets[corkedHead++]!()
+    let bytes = 0
+    try {
+      bytes = corkedSockets[corkedHead++]!()
+    }
+    catch (error) {
+      // One socket's failure must not leave the others corked.
+      liveSyncLogger().warn(`[live-sync] a socket could not be written: ${(error as Error)?.message ?? error}`)
+    }
     if (bytes >= LARGE_WRITE_BYTES) budget -= bytes
   }
   if (corkedHead < corkedSockets.length) {

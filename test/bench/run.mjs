@@ -20,7 +20,7 @@
  * client process read the frame, on one monotonic clock (`process.hrtime`).
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, readdirSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import os from 'node:os'
 import pg from 'pg'
 import { freePort, startPostgres } from '../support/postgres.mjs'
@@ -111,15 +111,13 @@ async function startNotify(url, admin) {
   }
 }
 
-/** Postgres's own logical replication client, if this machine has it (the floor any consumer pays). */
+/** Postgres's own logical replication client, if it is on the PATH (Debian's postgresql-client puts it there). */
 function findRecvlogical() {
   try {
     return execFileSync('which', ['pg_recvlogical'], { encoding: 'utf8' }).trim() || null
   }
   catch {
-    const root = '/usr/lib/postgresql'
-    const major = existsSync(root) ? readdirSync(root).find(name => existsSync(`${root}/${name}/bin/pg_recvlogical`)) : undefined
-    return major ? `${root}/${major}/bin/pg_recvlogical` : null
+    return null
   }
 }
 
@@ -517,24 +515,10 @@ async function browser(ctx) {
   const { server, admin, writer } = ctx
   const { chromium } = await import('playwright-core')
   const { CHROMIUM_ARGS, CHROMIUM_PATH } = await import('../support/chromium.mjs')
+  await admin.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'row ' || n FROM generate_series(1, $2) n`, [ORG.browser, SIZE.browserRows])
   const instance = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true })
   try {
-    const result = { listRows: SIZE.browserRows, txRows: SIZE.browserTx, ...await browserRounds(instance, server, admin, writer, ORG.browser, `/bench/${ORG.browser}`) }
-    results.browser = result
-    const p50 = key => fmt(result[key].p50, 1)
-    rows.push([`${fmt(SIZE.browserTx, 0)}-row transaction into a ${fmt(SIZE.browserRows, 0)}-row list, Chromium`, `first part → painted: updates median **${p50('updateRenderedMs')} ms** (max ${fmt(result.updateRenderedMs.max, 1)}), inserts ${fmt(result.insertRenderedMs, 1)} ms; of an update: patched at ${p50('updatePatchedMs')} ms (the client's own work after the last part ${p50('updateLastFrameToPatchedMs')} ms), Vue re-rendered at ${p50('updateVueRenderedMs')} ms, the rest is Chromium's layout and paint`, '—', '≤ 50 ms'])
-    log(`browser     ${JSON.stringify(result)}`)
-  }
-  finally {
-    await instance.close()
-  }
-}
-
-/** `browserRounds` transactions into `org`'s list on page `path` (updates, then one insert), timed in the page. */
-async function browserRounds(instance, server, admin, writer, org, path) {
-  await admin.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'row ' || n FROM generate_series(1, $2) n`, [org, SIZE.browserRows])
-  const page = await instance.newPage()
-  try {
+    const page = await instance.newPage()
     await page.addInitScript(() => {
       const bench = { frames: /** @type {number[]} */ ([]), patched: [], flushed: [], rendered: [] }
       Object.assign(window, { __liveSyncBench: bench })
@@ -549,7 +533,7 @@ async function browserRounds(instance, server, admin, writer, org, path) {
         }
       }
     })
-    await page.goto(`${server.url}${path}`)
+    await page.goto(`${server.url}/bench/${ORG.browser}`)
     await page.waitForSelector('#status[data-status="live"]', { timeout: 60_000 })
     const samples = []
     for (let round = 0; round < SIZE.browserRounds; round++) {
@@ -562,8 +546,8 @@ async function browserRounds(instance, server, admin, writer, org, path) {
       })
       const insert = round === SIZE.browserRounds - 1
       await (insert
-        ? writer.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'new ' || n FROM generate_series(1, $2) n`, [org, SIZE.browserTx])
-        : writer.query(`UPDATE tasks SET title = title || '.' WHERE id IN (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY id LIMIT $2 OFFSET $3)`, [org, SIZE.browserTx, round * SIZE.browserTx]))
+        ? writer.query(`INSERT INTO tasks (organization_id, title) SELECT $1, 'new ' || n FROM generate_series(1, $2) n`, [ORG.browser, SIZE.browserTx])
+        : writer.query(`UPDATE tasks SET title = title || '.' WHERE id IN (SELECT id FROM tasks WHERE organization_id = $1 ORDER BY id LIMIT $2 OFFSET $3)`, [ORG.browser, SIZE.browserTx, round * SIZE.browserTx]))
       await page.waitForFunction(() => /** @type {any} */ (window).__liveSyncBench.rendered.length > 0, undefined, { timeout: 30_000 })
       const times = await page.evaluate(() => /** @type {any} */ (window).__liveSyncBench)
       const count = await page.locator('#tasks > li').count()
@@ -572,10 +556,23 @@ async function browserRounds(instance, server, admin, writer, org, path) {
     }
     const updates = samples.filter(s => s.kind === 'update')
     const sorted = key => updates.map(s => s[key]).sort((a, b) => a - b)
-    return { samples, updateRenderedMs: summary(sorted('renderedMs')), updatePatchedMs: summary(sorted('patchedMs')), updateLastFrameToPatchedMs: summary(sorted('lastFrameToPatchedMs')), updateVueRenderedMs: summary(sorted('vueRenderedMs')), insertRenderedMs: samples.find(s => s.kind === 'insert')?.renderedMs }
+    const result = {
+      listRows: SIZE.browserRows,
+      txRows: SIZE.browserTx,
+      samples,
+      updateRenderedMs: summary(sorted('renderedMs')),
+      updatePatchedMs: summary(sorted('patchedMs')),
+      updateLastFrameToPatchedMs: summary(sorted('lastFrameToPatchedMs')),
+      updateVueRenderedMs: summary(sorted('vueRenderedMs')),
+      insertRenderedMs: samples.find(s => s.kind === 'insert')?.renderedMs,
+    }
+    results.browser = result
+    const p50 = key => fmt(result[key].p50, 1)
+    rows.push([`${fmt(SIZE.browserTx, 0)}-row transaction into a ${fmt(SIZE.browserRows, 0)}-row list, Chromium`, `first part → painted: updates median **${p50('updateRenderedMs')} ms** (max ${fmt(result.updateRenderedMs.max, 1)}), inserts ${fmt(result.insertRenderedMs, 1)} ms; of an update: patched at ${p50('updatePatchedMs')} ms (the client's own work after the last part ${p50('updateLastFrameToPatchedMs')} ms), Vue re-rendered at ${p50('updateVueRenderedMs')} ms, the rest is Chromium's layout and paint`, '—', '≤ 50 ms'])
+    log(`browser     ${JSON.stringify(result)}`)
   }
   finally {
-    await page.close()
+    await instance.close()
   }
 }
 

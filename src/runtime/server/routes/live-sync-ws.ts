@@ -72,17 +72,12 @@ function uncorkTurn(): void {
     }
     if (bytes >= LARGE_WRITE_BYTES) budget -= bytes
   }
-  if (corkedHead < corkedSockets.length) {
-    // Under steady overload the queue never empties: drop what was done so it does not grow.
-    if (corkedHead >= 1024) {
-      corkedSockets.splice(0, corkedHead)
-      corkedHead = 0
-    }
-    return void setImmediate(uncorkTurn)
-  }
-  corkedSockets.length = 0
+  // Drop what was done (under steady overload the queue would otherwise never empty, and grow).
+  if (corkedHead === corkedSockets.length) corkedSockets.length = 0
+  else corkedSockets.splice(0, corkedHead)
   corkedHead = 0
-  uncorkScheduled = false
+  if (corkedSockets.length > 0) setImmediate(uncorkTurn)
+  else uncorkScheduled = false
 }
 
 function scheduleUncork(uncork: Uncork): void {

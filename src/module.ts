@@ -81,6 +81,16 @@ export interface ModuleOptions {
    */
   debugKeys?: Array<string | number>
   /**
+   * Postgres's `logical_decoding_work_mem` for the replication session
+   * (default `'4MB'`; `false` keeps the server's, 64MB unless changed). A
+   * transaction larger than this is spilled to disk while Postgres decodes
+   * it, and at COMMIT Postgres first writes out what it still holds: the
+   * smaller it is, the sooner a large transaction's first rows arrive (see
+   * README, Performance). PostgreSQL 13+. Runtime config:
+   * `NUXT_LIVE_SYNC_DECODING_WORK_MEM` (empty: the server's).
+   */
+  decodingWorkMem?: string | false
+  /**
    * Redis URL (`redis://host:6379`) for running several instances of the
    * app: one of them streams a permanent replication slot and publishes
    * through Redis, which also keeps the replay history every instance
@@ -97,6 +107,7 @@ export interface ModuleOptions {
 }
 
 const IDENTIFIER = /^[a-z_][\w$]{0,62}$/i
+const MEMORY_SIZE = /^\d{1,9}(?:kB|MB|GB)$/
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/
 
 /** `joinURL('/', '/_live_sync', 'metrics')` → `/_live_sync/metrics`. */
@@ -121,6 +132,9 @@ export default defineNuxtModule<ModuleOptions>({
     if (!options.path?.startsWith('/')) throw new Error(`[live-sync] liveSync.path must start with "/", got ${JSON.stringify(options.path)}.`)
     if (!IDENTIFIER.test(options.publication ?? '')) throw new Error(`[live-sync] liveSync.publication must be a plain identifier, got ${JSON.stringify(options.publication)}.`)
     if (options.slotName !== undefined && !SLOT_NAME.test(options.slotName)) throw new Error(`[live-sync] liveSync.slotName must be a replication slot name (lower-case letters, digits and _), got ${JSON.stringify(options.slotName)}.`)
+    if (options.decodingWorkMem !== undefined && options.decodingWorkMem !== false && !MEMORY_SIZE.test(String(options.decodingWorkMem))) {
+      throw new Error(`[live-sync] liveSync.decodingWorkMem must be a size such as '4MB' (kB, MB or GB) or false, got ${JSON.stringify(options.decodingWorkMem)}.`)
+    }
     for (const origin of options.allowedOrigins ?? []) {
       if (!normalizeOrigin(origin)) throw new Error(`[live-sync] liveSync.allowedOrigins: ${JSON.stringify(origin)} is not an origin such as "https://admin.example.com".`)
     }
@@ -154,6 +168,8 @@ export default defineNuxtModule<ModuleOptions>({
       // Read as NUXT_LIVE_SYNC_REDIS_URL and NUXT_LIVE_SYNC_SLOT_NAME.
       redisUrl: options.redis ?? '',
       slotName: options.slotName ?? 'live_sync',
+      // A string, so that NUXT_LIVE_SYNC_DECODING_WORK_MEM replaces it ('' = the server's own).
+      decodingWorkMem: options.decodingWorkMem === false ? '' : options.decodingWorkMem ?? '4MB',
     })
     nuxt.options.runtimeConfig.public.liveSync = defu(nuxt.options.runtimeConfig.public.liveSync as object | undefined, {
       path: options.path,

@@ -41,11 +41,18 @@ it('runs the quick benchmark: a table and JSON with every scenario', async () =>
   expect(load.lost).toBe(0)
   expect(fanout.lost).toBe(0)
   for (const result of Object.values(large) as Array<{ rows: number, received: number }>) expect(result.received).toBe(result.rows)
+  // The walsender's position was read for every large transaction: when it got to the COMMIT.
+  for (const size of [10_000, 50_000]) expect(Number.isFinite(large[size].walsenderReachedCommitMs)).toBe(true)
   expect(idle.failed).toBe(0)
   expect(writer.commitsPerSecond.none).toBeGreaterThan(0)
   // pg_recvlogical (the floor any consumer pays) runs where the machine has it, every round.
   if (writer.commitsPerSecond.all.floor) expect(writer.commitsPerSecond.all.floor.length).toBe(writer.rounds)
   expect(cluster.samples).toBeGreaterThan(0)
   expect(Number.isFinite(cluster.follower.p50) && Number.isFinite(cluster.single.p50)).toBe(true)
-  expect(browser.samples.at(-1).listLength).toBe(browser.listRows + browser.txRows)
+  // Both pages, the plain list and the one with content-visibility: updates, then the insert, all painted.
+  for (const variant of [browser.plain, browser.contentVisibility]) {
+    expect(variant.samples.map((s: { kind: string }) => s.kind)).toEqual(['update', 'insert'])
+    expect(variant.samples.at(-1).listLength).toBe(browser.listRows + browser.txRows)
+    expect(Number.isFinite(variant.updateRenderedMs.p50)).toBe(true)
+  }
 }, 600_000)

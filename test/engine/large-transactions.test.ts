@@ -96,6 +96,24 @@ describe('large transactions', () => {
     }
   })
 
+  it('has Postgres spill a transaction beyond streaming.decodingWorkMem (4MB by default) to disk while decoding, not hold 64MB of it', async () => {
+    // At COMMIT Postgres writes out what it still holds of a spilled transaction before sending its first
+    // row: the less it holds, the sooner the first part leaves. pg_stat_replication_slots counts the spills.
+    const slot = harness.engine.slotName!
+    const spills = async () => (await harness.sql('SELECT spill_txns::int AS n, spill_bytes::float8 AS bytes FROM pg_stat_replication_slots WHERE slot_name = $1', [slot])).rows[0] ?? { n: 0, bytes: 0 }
+    const before = await spills()
+    const collector = harness.collect(8)
+    // About 10 MB of decoded changes: over 4MB, well under the server's 64MB.
+    await insertRows(harness, 8, 60_000)
+    await collector.changeCount(60_000)
+    const after = await waitFor(async () => {
+      const now = await spills()
+      return now.n > before.n && now
+    }, { message: 'the transaction was not spilled' })
+    expect(after.bytes - before.bytes).toBeGreaterThan(4 * 1024 * 1024)
+    expect(collector.batches.at(-1)!.part?.last).toBe(true)
+  })
+
   it('replays a streamed transaction in its parts to a subscriber arriving with an older cursor', async () => {
     const since = harness.engine.cursor!
     await insertRows(harness, 4, 2000)

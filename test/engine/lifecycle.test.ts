@@ -148,6 +148,14 @@ describe('watch options are checked at start-up', () => {
     expect(() => createLiveSyncEngine({ sequelize })).toThrowError(/liveSync.id names "uuid"/)
   })
 
+  it('rejects a streaming.decodingWorkMem that is not a size Postgres reads (it is inlined into SET)', () => {
+    const sequelize = offline()
+    expect(() => createLiveSyncEngine({ sequelize, streaming: { decodingWorkMem: `4MB'; DROP TABLE x; --` } })).toThrowError(/streaming.decodingWorkMem must be a size such as '4MB'/)
+    expect(() => createLiveSyncEngine({ sequelize, streaming: { decodingWorkMem: '4 MB' } })).toThrowError(/decodingWorkMem/)
+    expect(createLiveSyncEngine({ sequelize, streaming: { decodingWorkMem: '512kB' } })).toBeTruthy()
+    expect(createLiveSyncEngine({ sequelize, streaming: { decodingWorkMem: null } })).toBeTruthy()
+  })
+
   it('discovers every watched model with schema-qualified tables and column names', () => {
     const sequelize = offline()
     class Watched extends Model {}

@@ -16,6 +16,7 @@ import { decodePgoutput, formatLsn, type PgoutputMessage } from './pgoutput-deco
 
 interface PluginOptions {
   publication: string
+  decodingWorkMem?: string | null
   onSlot: (consistentPoint: Lsn) => void
   permanent?: boolean
   beforeStart?: (point: Lsn, created: boolean) => Promise<void>
@@ -45,6 +46,9 @@ class LiveSyncPgoutputPlugin {
     // Values are printed in the session's time zone: UTC gives timestamptz
     // text that converts to ISO strings without a Date (see row-shaper).
     await client.query(`SET TimeZone TO 'UTC'`)
+    // Validated by the engine (a plain size); PostgreSQL 12 has no such setting.
+    const workMem = this.options.decodingWorkMem
+    if (workMem) await client.query(`SELECT set_config('logical_decoding_work_mem', '${workMem}', false) WHERE current_setting('server_version_num')::int >= 130000`)
     let consistentPoint: Lsn
     if (this.options.permanent) {
       const slot = await openPermanentSlot(client, slotName)
@@ -75,6 +79,8 @@ export interface ReplicationStreamOptions {
   onMessage: (message: PgoutputMessage) => void
   /** Silence after which the connection counts as dead, in ms. */
   idleTimeoutMs?: number
+  /** `logical_decoding_work_mem` for this session (see StreamingOptions); `null`: the server's. */
+  decodingWorkMem?: string | null
   /**
    * Whether every transaction received so far has been dispatched (some wait
    * for a read-back): only then may a keepalive's position be confirmed.
@@ -174,6 +180,7 @@ export class ReplicationStream {
       let started = false
       const plugin = new LiveSyncPgoutputPlugin({
         publication: this.options.publication,
+        decodingWorkMem: this.options.decodingWorkMem,
         permanent: this.options.permanent,
         beforeStart: this.options.beforeStart,
         onSlot: (point) => {

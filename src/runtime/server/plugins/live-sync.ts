@@ -34,6 +34,8 @@ interface LiveSyncRuntimeConfig {
   /** Cluster mode when set (NUXT_LIVE_SYNC_REDIS_URL). */
   redisUrl?: string
   slotName?: string
+  /** logical_decoding_work_mem of the replication session; '' keeps the server's. */
+  decodingWorkMem?: string
 }
 
 /** `liveSync.debugKeys` as runtime config has it: an array, or a comma-separated string from the environment. */
@@ -99,6 +101,7 @@ export default defineNitroPlugin((nitroApp) => {
         // The DevTools tab shows the last transactions dispatched; nothing is kept in production.
         feedSize: import.meta.dev ? 200 : 0,
         peerStats: useLiveSyncStats,
+        streaming: { decodingWorkMem: config.decodingWorkMem || null },
       })
     }
     catch (error) {

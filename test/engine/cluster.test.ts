@@ -32,7 +32,8 @@ const logs = captureLogger()
 
 function startEngine(logger = logs.logger): LiveSyncEngine {
   const cluster = createRedisCluster({ url: redis.url, slotName: SLOT, connection: { connectionString: url }, logger })
-  const engine = createLiveSyncEngine({ sequelize, logger, cluster, retry: { minDelayMs: 50, maxDelayMs: 500 } })
+  // A leader holds at most 64 KiB of one transaction's changes (4 MiB by default): more is not sent through Redis.
+  const engine = createLiveSyncEngine({ sequelize, logger, cluster, retry: { minDelayMs: 50, maxDelayMs: 500 }, streaming: { maxHeldChars: 64 * 1024 } })
   engines.push(engine)
   void engine.start()
   return engine
@@ -102,6 +103,34 @@ describe('cluster mode (two engines, one database, one Redis)', () => {
     expect(a!.collector.batches.map(batch => batch.frame())).toEqual(b!.collector.batches.map(batch => batch.frame()))
     expect(await redis.client().xlen(`live-sync:{${NAME}/${SLOT}}:k:1`)).toBe(3)
     void leader
+  })
+
+  it('a transaction larger than a leader holds is not sent through Redis: its keys reload, other keys hear nothing of it, what follows flows', async () => {
+    await leaderOf(engines)
+    const [first, second] = engines
+    const { collector: big } = await join(second!, 7)
+    const { collector: bigHere } = await join(first!, 7)
+    const { collector: other } = await join(second!, 8)
+    await insert(8, 'eight before')
+    await other.changeCount(1)
+    const before = other.batches[0]!.cursor
+    // About 2 000 × 80 characters of changes: over the 64 KiB these engines hold.
+    await writer.query(`INSERT INTO items (owner, name) SELECT 7, 'big ' || n FROM generate_series(1, 2000) n`)
+    await waitFor(() => big.resyncs.length > 0 && bigHere.resyncs.length > 0)
+    expect(big.resyncs.map(notice => notice.reason)).toEqual(['gap'])
+    expect(big.changes).toHaveLength(0)
+    // Not one of its frames went to Redis.
+    expect(await redis.client().exists(`live-sync:{${NAME}/${SLOT}}:k:7`)).toBe(0)
+    await insert(8, 'eight after')
+    await insert(7, 'seven after')
+    await other.changeCount(2)
+    await big.changeCount(1)
+    expect(names(big)).toEqual(['seven after'])
+    expect(other.resyncs).toHaveLength(0)
+    // A subscriber whose cursor is before it cannot have it replayed: it reloads too.
+    const { subscription } = await join(first!, 7, before)
+    expect(subscription.tooOld).toBe(true)
+    expect(logs.info.join('\n')).toMatch(/holds more than 65536 characters of changes: in cluster mode it is not sent through Redis/)
   })
 
   it('a subscriber resumes on the other engine from its cursor, with what it missed (the shared history)', async () => {

@@ -125,6 +125,23 @@ describe('publishing to Redis', () => {
     expect(positions(layout).at(-1)).toMatchObject({ c: lsn(2), r: 'truncate', t: ['public.tasks'] })
   })
 
+  it('a transaction too large to publish raises the floor and tells only its keys to resync (or every key, past the bound)', async () => {
+    const { layout, publisher, history } = fresh()
+    await publisher.begin(lsn(0), true)
+    await publisher.publish(tx(1, { 1: ['a'] }))
+    await publisher.publish({ ...tx(2, {}), keyed: null, oversized: ['1', '2'] })
+    expect(await titles(history, '1', lsn(1))).toBeNull()
+    expect(await titles(history, '1', lsn(2))).toEqual([])
+    await publisher.publish({ ...tx(3, {}), keyed: null, oversized: 'all' })
+    await waitFor(() => positions(layout).filter(p => p.r === 'gap').length === 2)
+    const [some, all] = positions(layout).filter(p => p.r === 'gap')
+    expect(some).toEqual({ e: expect.any(String), c: lsn(2), r: 'gap', k: ['1', '2'] })
+    expect(all).toEqual({ e: expect.any(String), c: lsn(3), r: 'gap' })
+    // The chain goes on after them.
+    await publisher.publish(tx(4, { 1: ['b'] }))
+    expect(await titles(history, '1', lsn(3))).toEqual([['b']])
+  })
+
   it('a new slot, or a position Redis never heard of, starts a new floor with a resync', async () => {
     const { layout, publisher, history } = fresh()
     await publisher.begin(lsn(0), true)

@@ -166,7 +166,9 @@ export class RedisFanout {
     }
     this.advance(position.c)
     if (position.r === 'truncate') this.host.resyncAll('truncate', position.c, position.t)
-    else if ((renewed || position.r === 'gap') && this.host.hub.keyCount > 0) this.host.resyncAll('gap', position.c)
+    else if (this.host.hub.keyCount === 0) return
+    else if (renewed) this.host.resyncAll('gap', position.c)
+    else if (position.r === 'gap') this.host.resyncAll('gap', position.c, undefined, position.k)
   }
 }
 

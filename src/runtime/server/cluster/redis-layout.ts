@@ -87,6 +87,8 @@ export interface PositionMessage {
   r?: 'truncate' | 'gap'
   /** Tables, with `r: 'truncate'`. */
   t?: string[]
+  /** With `r: 'gap'`: only these keys' subscribers resync (a transaction too large to publish). */
+  k?: string[]
 }
 
 /** A Lua script run by its SHA1, so each call sends only its arguments. */

@@ -64,7 +64,9 @@ export class RedisPublisher {
     }
     const position: PositionMessage = { e: this.epoch, c: tx.cursor }
     if (tx.truncated) Object.assign(position, { r: 'truncate', t: tx.truncated })
-    else if (tx.broken) position.r = 'gap'
+    else if (tx.broken || tx.oversized === 'all') position.r = 'gap'
+    // Too large to publish: its keys reload, and the history cannot replay it (the floor rises).
+    else if (tx.oversized) Object.assign(position, { r: 'gap', k: tx.oversized })
     check(await this.redis.evalsha(PUBLISH_SCRIPT.sha, keys.length, ...keys,
       this.epoch, lsn, prev, Date.now(), this.bounds.maxRows, this.bounds.maxAgeMs,
       JSON.stringify(position), position.r ? '1' : '', JSON.stringify(names), this.layout.keys,

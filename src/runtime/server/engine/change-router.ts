@@ -27,10 +27,16 @@ export class KeyedChanges {
   ready: string[] = []
   /** Keys that had a part taken: their next parts are full-sized. */
   private readonly taken = new Set<string>()
+  /**
+   * After `dropChanges()`: the keys the transaction touched (without their
+   * changes), or `all` once they were more than it keeps.
+   */
+  dropped: Set<string> | 'all' | null = null
 
   constructor(private readonly chunkChars = Number.POSITIVE_INFINITY) {}
 
   push(key: string, encoded: string): void {
+    if (this.dropped) return this.touch(key)
     let entry = this.byKey.get(key)
     // A key's first part is an eighth of the size, so that it leaves soon after the transaction's first rows.
     if (!entry) this.byKey.set(key, (entry = { changes: [], chars: 0, limit: this.taken.has(key) ? this.chunkChars : this.chunkChars / 8 }))
@@ -53,6 +59,30 @@ export class KeyedChanges {
 
   get size(): number {
     return this.byKey.size
+  }
+
+  /**
+   * Forgets every change held and keeps only which keys the transaction
+   * touches from now on, at most `maxKeys` of them (cluster mode: a
+   * transaction too large to hand to Redis; its keys' subscribers reload).
+   */
+  dropChanges(maxKeys: number): void {
+    this.dropped = new Set()
+    this.maxDroppedKeys = maxKeys
+    const keys = [...this.byKey.keys()]
+    this.byKey.clear()
+    this.ready = []
+    this.chars = 0
+    for (const key of keys) this.touch(key)
+  }
+
+  private maxDroppedKeys = 0
+
+  private touch(key: string): void {
+    const dropped = this.dropped
+    if (dropped === 'all' || !dropped || dropped.has(key)) return
+    if (dropped.size >= this.maxDroppedKeys) this.dropped = 'all'
+    else dropped.add(key)
   }
 }
 

@@ -23,6 +23,11 @@ export interface ClusterTransaction {
   truncated: string[] | null
   /** A change could not be processed: every subscriber must resync. */
   broken: boolean
+  /**
+   * The transaction outgrew what the leader holds of one (`keyed` is then
+   * null): the subscribers of these keys must resync; `all`: of every key.
+   */
+  oversized?: readonly string[] | 'all' | null
 }
 
 /** What the cluster may do to the engine it serves. */
@@ -36,8 +41,8 @@ export interface ClusterHost {
   advance: (cursor: Lsn) => void
   /** What this instance's sockets get: Redis reachable ('streaming') or not; the shared history's epoch. */
   serve: (status: EngineStatus, epoch: string) => void
-  /** Tells every subscriber of this instance that it may have missed changes. */
-  resyncAll: (reason: ResyncReason, cursor: Lsn | null, tables?: string[]) => void
+  /** Tells every subscriber of this instance (or those of `keys`) that it may have missed changes. */
+  resyncAll: (reason: ResyncReason, cursor: Lsn | null, tables?: string[], keys?: readonly string[]) => void
   readonly cursor: Lsn | null
 }
 

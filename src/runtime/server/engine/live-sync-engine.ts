@@ -154,6 +154,8 @@ interface CommittedTx {
 
 /** Transactions waiting for a read-back beyond which the replication connection is paused. */
 const MAX_PENDING_TRANSACTIONS = 1000
+/** Cluster mode: keys of a transaction too large for Redis whose subscribers are told to reload; past it, every key's. */
+const MAX_OVERSIZED_KEYS = 10_000
 
 export type EngineStatus = 'idle' | 'starting' | 'streaming' | 'reconnecting' | 'error' | 'stopped'
 
@@ -197,6 +199,8 @@ export class LiveSyncEngine {
   private leading = false
   /** Cluster mode: transactions handed to the cluster and not confirmed yet. */
   private publishing = 0
+  /** Cluster mode: characters of changes in them. */
+  private publishingChars = 0
   /** Cluster mode: a position (keepalive) being published, and the newest one waiting. */
   private positioning = false
   private idlePosition: Lsn | null = null
@@ -350,7 +354,7 @@ export class LiveSyncEngine {
         this.epoch = epoch
         this.setStatus(status)
       },
-      resyncAll: (reason, cursor, tables) => this.resyncAll(reason, cursor, tables),
+      resyncAll: (reason, cursor, tables, keys) => this.resyncAll(reason, cursor, tables, keys),
       get cursor() {
         return cursor()
       },
@@ -681,11 +685,11 @@ export class LiveSyncEngine {
   }
 
   /** Tells every subscribed key to resync, counting it (and explaining it for `debugKeys`). */
-  private resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): void {
-    this.metrics.resynced(reason, this.hub.resyncAll(reason, cursor, tables))
+  private resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[], keys?: readonly string[]): void {
+    this.metrics.resynced(reason, this.hub.resyncAll(reason, cursor, tables, keys))
     if (this.debugKeys) {
       for (const key of this.debugKeys) {
-        if (this.hub.subscriberCount(key) > 0) this.explain(key, `resync (${reason}${tables ? `: ${tables.join(', ')}` : ''}) at ${cursor}.`)
+        if (this.hub.subscriberCount(key) > 0 && (!keys || keys.includes(key))) this.explain(key, `resync (${reason}${tables ? `: ${tables.join(', ')}` : ''}) at ${cursor}.`)
       }
     }
   }
@@ -784,7 +788,20 @@ export class LiveSyncEngine {
         return
     }
     const tx = this.tx!
-    if (!this.cluster && (tx.ready.length > 0 || tx.chars >= this.maxHeldChars)) this.sendParts(stream)
+    if (tx.chars < this.maxHeldChars && tx.ready.length === 0) return
+    if (!this.cluster) this.sendParts(stream)
+    else if (tx.chars >= this.maxHeldChars) this.oversize(tx)
+  }
+
+  /**
+   * Cluster mode: a transaction goes to Redis whole, in one script call, so
+   * one that outgrows `maxHeldChars` is not held (nor sent) at all: its
+   * subscribers are told to reload their keys once it commits. Keeps the
+   * leader's memory, and Redis' time per call, bounded for any size.
+   */
+  private oversize(tx: KeyedChanges): void {
+    tx.dropChanges(MAX_OVERSIZED_KEYS)
+    this.logger.info(`[live-sync] a transaction (xid ${this.xid}) holds more than ${this.maxHeldChars} characters of changes: in cluster mode it is not sent through Redis; the subscribers of its keys reload them once it commits.`)
   }
 
   private newChanges(): KeyedChanges {
@@ -945,7 +962,7 @@ export class LiveSyncEngine {
           this.dispatch(tx)
           tx.stream.acknowledge(tx.cursor)
         }
-        if (this.pending.length + this.publishing < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) tx.stream.resume()
+        if (this.relieved) tx.stream.resume()
       }
       if (this.stream) this.resumeParts(this.stream)
     }
@@ -973,10 +990,16 @@ export class LiveSyncEngine {
     const broken = tx.broken || this.txBroken
     this.txBroken = false
     if (this.stopped) return
-    if (!tx.keyed?.size && !tx.truncated && !broken) return this.positionAt(tx.cursor, stream)
-    if (++this.publishing + this.pending.length >= MAX_PENDING_TRANSACTIONS) stream.pause()
-    this.cluster!.publish({ cursor: tx.cursor, xid: tx.xid, keyed: tx.keyed, truncated: tx.truncated ? [...tx.truncated] : null, broken }).then(() => {
+    const dropped = tx.keyed?.dropped ?? null
+    if (!tx.keyed?.size && !dropped && !tx.truncated && !broken) return this.positionAt(tx.cursor, stream)
+    // What waits for Redis is bounded too: in transactions, and in characters.
+    const chars = tx.keyed?.chars ?? 0
+    this.publishingChars += chars
+    if (++this.publishing + this.pending.length >= MAX_PENDING_TRANSACTIONS || this.publishingChars >= this.maxHeldChars) stream.pause()
+    const oversized = dropped === 'all' ? 'all' : dropped ? [...dropped] : null
+    this.cluster!.publish({ cursor: tx.cursor, xid: tx.xid, keyed: dropped ? null : tx.keyed, truncated: tx.truncated ? [...tx.truncated] : null, broken, oversized }).then(() => {
       this.publishing--
+      this.publishingChars -= chars
       let rows = 0
       if (tx.keyed) for (const { changes } of tx.keyed.byKey.values()) rows += changes.length
       this.metrics.dispatched(tx.commitTime, rows, preciseNow())
@@ -984,14 +1007,20 @@ export class LiveSyncEngine {
       this.relieve()
     }, (error: unknown) => {
       this.publishing--
+      this.publishingChars -= chars
       this.onClosed(stream, error as Error)
       this.relieve()
     })
   }
 
+  /** Few enough transactions (and characters, in cluster mode) wait to read from the replication connection again. */
+  private get relieved(): boolean {
+    return this.publishing + this.pending.length < MAX_PENDING_TRANSACTIONS / 2 && this.publishingChars < this.maxHeldChars / 2 && !this.stopped
+  }
+
   /** Cluster mode: reads from the replication connection again once few transactions wait for Redis. */
   private relieve(): void {
-    if (this.publishing + this.pending.length < MAX_PENDING_TRANSACTIONS / 2 && !this.stopped) this.stream?.resume()
+    if (this.relieved) this.stream?.resume()
   }
 
   /**

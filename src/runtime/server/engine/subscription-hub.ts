@@ -51,12 +51,24 @@ export class SubscriptionHub {
     if (subscribers) this.deliver(subscribers, batch)
   }
 
-  /** Tells every subscribed key that its state may be stale; returns how many subscribers were told. */
-  resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[]): number {
+  /**
+   * Tells every subscribed key (or only those of `keys`) that its state may
+   * be stale; returns how many subscribers were told.
+   */
+  resyncAll(reason: ResyncReason, cursor: Lsn | null, tables?: string[], keys?: readonly string[]): number {
     let told = 0
-    for (const [key, subscribers] of this.subscribers) {
+    const each = (key: string, subscribers: Set<Subscriber>) => {
       told += subscribers.size
       this.deliver(subscribers, new ResyncNotice(key, cursor, reason, tables))
+    }
+    if (keys) {
+      for (const key of keys) {
+        const subscribers = this.subscribers.get(key)
+        if (subscribers) each(key, subscribers)
+      }
+    }
+    else {
+      for (const [key, subscribers] of this.subscribers) each(key, subscribers)
     }
     return told
   }

@@ -19,14 +19,14 @@
  * Latency is from the moment the writer's COMMIT returned to the moment a
  * client process read the frame, on one monotonic clock (`process.hrtime`).
  */
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
 import pg from 'pg'
 import { freePort, startPostgres } from '../support/postgres.mjs'
 import { openClients } from './clients.mjs'
 import { DROP_TRIGGER_SQL, TRIGGER_SQL } from './notify-server.mjs'
-import { cpuMs, fixtureDatabase, fmt, MiB, nowMs, quantile, ROOT, rssBytes, sleep, startServer } from './support.mjs'
+import { cpuMs, findRecvlogical, fixtureDatabase, fmt, MiB, nowMs, quantile, ROOT, rssBytes, sleep, startServer, watchWalsender } from './support.mjs'
 
 const args = process.argv.slice(2)
 const QUICK = args.includes('--quick')
@@ -108,16 +108,6 @@ async function startNotify(url, admin) {
       await exited
       await admin.query(DROP_TRIGGER_SQL)
     },
-  }
-}
-
-/** Postgres's own logical replication client, if it is on the PATH (Debian's postgresql-client puts it there). */
-function findRecvlogical() {
-  try {
-    return execFileSync('which', ['pg_recvlogical'], { encoding: 'utf8' }).trim() || null
-  }
-  catch {
-    return null
   }
 }
 
@@ -271,7 +261,7 @@ async function writerOverhead(ctx) {
     clientCpuMs: clientCpu,
   }
   results.writer = result
-  rows.push(['writers\' single-row commits/s (4 connections) while we stream (1 socket)', `${fmt(live, 0)}/s vs ${fmt(none, 0)}/s with no consumer (medians): **${signed(-result.lossPercent.liveSync)} %** (median of rounds); server CPU ${fmt(result.serverCpuUsPerTx, 0)} µs/tx${recvlogical ? `; Postgres's own \`pg_recvlogical\` discarding the same stream: ${signed(-result.lossPercent.pgRecvlogical)} %` : ''}`, `${fmt(notify, 0)}/s: ${signed(-result.lossPercent.triggerNotify)} %; LISTEN process ${fmt(result.notifyServerCpuUsPerTx, 0)} µs/tx`, '≤ 10 %, ≤ trigger + NOTIFY'])
+  rows.push(['writers\' single-row commits/s (4 connections) while we stream (1 socket)', `${fmt(live, 0)}/s vs ${fmt(none, 0)}/s with no consumer (medians): **${signed(-result.lossPercent.liveSync)} %** (median of rounds); server CPU ${fmt(result.serverCpuUsPerTx, 0)} µs/tx, its client ${fmt(100 * clientCpu.live / (SIZE.writerSeconds * SIZE.writerRounds * 1000), 0)} % of a core${recvlogical ? `; Postgres's own \`pg_recvlogical\` discarding the same stream: ${signed(-result.lossPercent.pgRecvlogical)} %` : ''}`, `${fmt(notify, 0)}/s: ${signed(-result.lossPercent.triggerNotify)} %; LISTEN process ${fmt(result.notifyServerCpuUsPerTx, 0)} µs/tx, its client ${fmt(100 * clientCpu.notify / (SIZE.writerSeconds * SIZE.writerRounds * 1000), 0)} % of a core`, '≤ 10 %, ≤ trigger + NOTIFY'])
   log(`writer      ${JSON.stringify(result.commitsPerSecond.all)}; live sync server ${fmt(result.serverCpuUsPerTx)} µs CPU/tx${compare ? ` (compared build ${fmt(result.compareServerCpuUsPerTx)} µs/tx)` : ''}, LISTEN server ${fmt(result.notifyServerCpuUsPerTx)} µs/tx`)
 }
 
@@ -405,34 +395,6 @@ async function fanout(ctx) {
   results.fanout = result
   rows.push([`1 key, ${fmt(SIZE.fanSockets, 0)} sockets, ${SIZE.fanRate} tx/s`, `last socket p50 ${fmt(result.lastSocket.p50, 1)} ms, **p99 ${fmt(result.lastSocket.p99, 1)} ms**; any socket p50 ${fmt(result.anySocket.p50, 1)} ms; ${fmt(result.lost, 0)} frames missing, ${result.closedSockets} sockets closed as slow; server ${fmt(result.serverCpuPercent, 0)} % CPU, clients ${fmt(result.clientCpuPercent, 0)} %`, '—', '—'])
   log(`fanout      ${JSON.stringify(result)}`)
-}
-
-/**
- * Watches the server's walsender on a connection of its own (opened before the transaction, so that
- * connecting does not count): when it has decoded every WAL record before `commitLsn` (its `sent_lsn` got
- * there), no consumer of the replication stream can hear of the transaction earlier. Also how much WAL it
- * still had to decode when COMMIT returned.
- */
-async function watchWalsender(url) {
-  const monitor = new pg.Client(url)
-  await monitor.connect()
-  const sql = `SELECT pg_wal_lsn_diff($1::pg_lsn, r.sent_lsn)::float8 AS behind FROM pg_stat_replication r
-    JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()`
-  return {
-    /** Polls until the walsender got to `commitLsn`: { behindBytes at the first poll, reachedAt (nowMs) }. */
-    async reaches(commitLsn) {
-      let behindBytes = Number.NaN
-      for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
-        const { rows } = await monitor.query(sql, [commitLsn])
-        const behind = rows[0]?.behind ?? Number.NaN
-        if (Number.isNaN(behindBytes)) behindBytes = behind
-        if (behind <= 0) return { behindBytes, reachedAt: nowMs() }
-        await sleep(1)
-      }
-      return { behindBytes, reachedAt: Number.NaN }
-    },
-    close: () => monitor.end(),
-  }
 }
 
 /** One transaction of `count` rows to one socket: throughput, first part after COMMIT, server memory. */

@@ -4,7 +4,7 @@
  * /proc, and one monotonic clock (`process.hrtime`: CLOCK_MONOTONIC, the
  * same in every process of the machine, unlike `performance.timeOrigin`).
  */
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
@@ -136,3 +136,41 @@ export const quantile = (sorted, q) => sorted.length === 0 ? Number.NaN : sorted
 export const fmt = (n, digits = 1) => Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }) : '–'
 
 export const MiB = 1024 * 1024
+
+/** Postgres's own logical replication client, if it is on the PATH (Debian's postgresql-client puts it there). */
+export function findRecvlogical() {
+  try {
+    return execFileSync('which', ['pg_recvlogical'], { encoding: 'utf8' }).trim() || null
+  }
+  catch {
+    return null
+  }
+}
+
+/**
+ * Watches the walsender of the database's one active slot on a connection of its own (opened before the
+ * transaction, so that connecting does not count): when it has decoded every WAL record before `commitLsn`
+ * (its `sent_lsn` got there), no consumer of the replication stream can hear of the transaction earlier.
+ * Also how much WAL it still had to decode when COMMIT returned.
+ */
+export async function watchWalsender(url) {
+  const monitor = new pg.Client(url)
+  await monitor.connect()
+  const sql = `SELECT pg_wal_lsn_diff($1::pg_lsn, r.sent_lsn)::float8 AS behind FROM pg_stat_replication r
+    JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()`
+  return {
+    /** Polls until the walsender got to `commitLsn`: { behindBytes at the first poll, reachedAt (nowMs) }. */
+    async reaches(commitLsn) {
+      let behindBytes = Number.NaN
+      for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
+        const { rows } = await monitor.query(sql, [commitLsn])
+        const behind = rows[0]?.behind ?? Number.NaN
+        if (Number.isNaN(behindBytes)) behindBytes = behind
+        if (behind <= 0) return { behindBytes, reachedAt: nowMs() }
+        await sleep(1)
+      }
+      return { behindBytes, reachedAt: Number.NaN }
+    },
+    close: () => monitor.end(),
+  }
+}

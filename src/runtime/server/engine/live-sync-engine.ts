@@ -101,8 +101,8 @@ export interface StreamingOptions {
    * (default `'4MB'`; `null` keeps the server's, 64MB unless changed).
    * A transaction that outgrows it is spilled to disk while it is decoded,
    * and at COMMIT Postgres first writes out what it still holds: with the
-   * server's 64MB that took 90–190 ms before a 1 000 000-row transaction's
-   * first row left Postgres, with 4MB 12–24 ms. Also what one large
+   * server's 64MB a 1 000 000-row transaction's first part left 94–189 ms
+   * after COMMIT in the bench, with 4MB 12–27 ms. Also what one large
    * transaction costs the database server in memory. PostgreSQL 13+.
    */
   decodingWorkMem?: string | null

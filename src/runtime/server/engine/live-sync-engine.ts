@@ -102,7 +102,7 @@ export interface StreamingOptions {
    * A transaction that outgrows it is spilled to disk while it is decoded,
    * and at COMMIT Postgres first writes out what it still holds: with the
    * server's 64MB a 1 000 000-row transaction's first part left 94–189 ms
-   * after COMMIT in the bench, with 4MB 12–27 ms. Also what one large
+   * after COMMIT in the bench, with 4MB 19–28 ms. Also what one large
    * transaction costs the database server in memory. PostgreSQL 13+.
    */
   decodingWorkMem?: string | null

@@ -11,6 +11,7 @@ import { defu } from 'defu'
 import { guardDevWebSocketUpgrades } from './dev-upgrade-guard'
 import { loadModelTypes, readCachedModelTypes, type LoadedModelTypes } from './model-types'
 import { renderModelDeclarations } from './runtime/server/model-declarations'
+import { DEFAULT_DECODING_WORK_MEM, isMemorySize } from './runtime/server/engine/decoding-work-mem'
 import { DEFAULT_LIMITS, normalizeOrigin, type LiveSyncLimits } from './runtime/server/security-settings'
 
 export interface ModuleOptions {
@@ -107,7 +108,6 @@ export interface ModuleOptions {
 }
 
 const IDENTIFIER = /^[a-z_][\w$]{0,62}$/i
-const MEMORY_SIZE = /^\d{1,9}(?:kB|MB|GB)$/
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/
 
 /** `joinURL('/', '/_live_sync', 'metrics')` → `/_live_sync/metrics`. */
@@ -132,7 +132,7 @@ export default defineNuxtModule<ModuleOptions>({
     if (!options.path?.startsWith('/')) throw new Error(`[live-sync] liveSync.path must start with "/", got ${JSON.stringify(options.path)}.`)
     if (!IDENTIFIER.test(options.publication ?? '')) throw new Error(`[live-sync] liveSync.publication must be a plain identifier, got ${JSON.stringify(options.publication)}.`)
     if (options.slotName !== undefined && !SLOT_NAME.test(options.slotName)) throw new Error(`[live-sync] liveSync.slotName must be a replication slot name (lower-case letters, digits and _), got ${JSON.stringify(options.slotName)}.`)
-    if (options.decodingWorkMem !== undefined && options.decodingWorkMem !== false && !MEMORY_SIZE.test(String(options.decodingWorkMem))) {
+    if (options.decodingWorkMem !== undefined && options.decodingWorkMem !== false && !isMemorySize(options.decodingWorkMem)) {
       throw new Error(`[live-sync] liveSync.decodingWorkMem must be a size such as '4MB' (kB, MB or GB) or false, got ${JSON.stringify(options.decodingWorkMem)}.`)
     }
     for (const origin of options.allowedOrigins ?? []) {
@@ -169,7 +169,7 @@ export default defineNuxtModule<ModuleOptions>({
       redisUrl: options.redis ?? '',
       slotName: options.slotName ?? 'live_sync',
       // A string, so that NUXT_LIVE_SYNC_DECODING_WORK_MEM replaces it ('' = the server's own).
-      decodingWorkMem: options.decodingWorkMem === false ? '' : options.decodingWorkMem ?? '4MB',
+      decodingWorkMem: options.decodingWorkMem === false ? '' : options.decodingWorkMem ?? DEFAULT_DECODING_WORK_MEM,
     })
     nuxt.options.runtimeConfig.public.liveSync = defu(nuxt.options.runtimeConfig.public.liveSync as object | undefined, {
       path: options.path,

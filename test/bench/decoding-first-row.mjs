@@ -10,10 +10,9 @@
  * message comes after its last row). Why `decodingWorkMem` exists, and why
  * protocol 2 is not used. `node test/bench/decoding-first-row.mjs [rows] [rounds]`
  */
-import { spawn } from 'node:child_process'
 import pg from 'pg'
 import { startPostgres } from '../support/postgres.mjs'
-import { findRecvlogical, fmt, nowMs, sleep, watchWalsender } from './support.mjs'
+import { findRecvlogical, fmt, nowMs, sleep, startRecvlogical, watchWalsender } from './support.mjs'
 
 const ROWS = Number(process.argv[2] ?? 1_000_000)
 const ROUNDS = Number(process.argv[3] ?? 2)
@@ -48,26 +47,20 @@ finally {
 
 /** One transaction of ROWS rows read by pg_recvlogical with `variant`'s options: its first and last bytes after COMMIT. */
 async function measure(variant) {
-  const slot = `decoding_first_row_${process.pid}`
-  await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot])
-  const args = ['-d', postgres.url, '-S', slot, '--start', '--no-loop', '-f', '-', '-F', '0', '-o', 'publication_names=decoding_first_row', ...variant.options.flatMap(option => ['-o', option])]
-  const child = spawn(binary, args, { env: { ...process.env, PGOPTIONS: `-c logical_decoding_work_mem=${variant.workMem}` }, stdio: ['ignore', 'pipe', 'ignore'] })
-  const exited = new Promise(resolve => child.once('exit', resolve))
   let bytes = 0
   let first = 0
   let last = 0
-  child.stdout.on('data', (chunk) => {
-    bytes += chunk.length
-    last = nowMs()
-    first ||= last
+  const consumer = await startRecvlogical(binary, postgres.url, client, {
+    publication: 'decoding_first_row',
+    options: variant.options,
+    env: { PGOPTIONS: `-c logical_decoding_work_mem=${variant.workMem}` },
+    onData: (at, size) => {
+      bytes += size
+      last = at
+      first ||= at
+    },
   })
   try {
-    for (const deadline = Date.now() + 30_000; ;) {
-      const { rows } = await client.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot])
-      if (rows[0]?.active) break
-      if (Date.now() > deadline) throw new Error('[bench] pg_recvlogical did not start streaming')
-      await sleep(20)
-    }
     const walsender = await watchWalsender(postgres.url)
     await client.query('BEGIN')
     await client.query(`INSERT INTO decoding_first_row (org, title) SELECT 1, 'row ' || n FROM generate_series(1, $1) n`, [ROWS])
@@ -86,8 +79,6 @@ async function measure(variant) {
     return { first: first - committed, last: last - committed, reached: reachedAt - committed }
   }
   finally {
-    child.kill('SIGINT')
-    await exited
-    await client.query('SELECT pg_drop_replication_slot($1)', [slot])
+    await consumer.stop()
   }
 }

@@ -26,7 +26,7 @@ import pg from 'pg'
 import { freePort, startPostgres } from '../support/postgres.mjs'
 import { openClients } from './clients.mjs'
 import { DROP_TRIGGER_SQL, TRIGGER_SQL } from './notify-server.mjs'
-import { cpuMs, findRecvlogical, fixtureDatabase, fmt, MiB, nowMs, quantile, ROOT, rssBytes, sleep, startServer, watchWalsender } from './support.mjs'
+import { cpuMs, findRecvlogical, fixtureDatabase, fmt, MiB, nowMs, quantile, ROOT, rssBytes, sleep, startRecvlogical, startServer, watchWalsender } from './support.mjs'
 
 const args = process.argv.slice(2)
 const QUICK = args.includes('--quick')
@@ -111,36 +111,6 @@ async function startNotify(url, admin) {
   }
 }
 
-/**
- * `pg_recvlogical` streaming the publication with pgoutput into /dev/null: the walsender decodes every
- * transaction as for live sync, and the client does nothing with it. What a writer loses to that is what
- * any logical-replication consumer costs it, before the consumer does any work of its own.
- */
-async function startRecvlogical(binary, url, admin) {
-  const slot = `bench_floor_${process.pid}`
-  const child = spawn(binary, ['-d', url, '-S', slot, '-P', 'pgoutput', '--create-slot', '--if-not-exists', '--start',
-    '-o', 'proto_version=1', '-o', 'publication_names=live_sync', '-f', '/dev/null', '-F', '0', '-s', '1', '--no-loop'], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  for (const deadline = Date.now() + 30_000; ;) {
-    const { rows } = await admin.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot])
-    if (rows[0]?.active) break
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`[bench] pg_recvlogical did not start streaming: ${stderr.trim() || `exit ${child.exitCode}`}`)
-    await sleep(50)
-  }
-  return {
-    pid: /** @type {number} */ (child.pid),
-    async stop() {
-      child.kill('SIGINT')
-      await exited
-      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot])
-    },
-  }
-}
-
 /** Single-row updates of `taskId`, `count` of them `gapMs` apart; commit times by seq. */
 async function paced(writer, taskId, count, gapMs, seq) {
   const commits = new Map()
@@ -218,7 +188,7 @@ async function writerOverhead(ctx) {
       compareCpuPerTx.push(other.perTx)
     },
     floor: async () => {
-      const consumer = await startRecvlogical(/** @type {string} */ (recvlogical), url, admin)
+      const consumer = await startRecvlogical(/** @type {string} */ (recvlogical), url, admin, { publication: 'live_sync' })
       await sleep(500)
       rate.floor.push(await run() / SIZE.writerSeconds)
       await consumer.stop()

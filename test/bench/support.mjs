@@ -137,6 +137,44 @@ export const fmt = (n, digits = 1) => Number.isFinite(n) ? n.toLocaleString('en-
 
 export const MiB = 1024 * 1024
 
+/**
+ * `pg_recvlogical` streaming `publication` with pgoutput (protocol 1 unless `options` say otherwise) from a
+ * slot of its own, made here and dropped by `stop()`. Into /dev/null: the walsender decodes every
+ * transaction as for live sync and the client does nothing with it, so what a writer loses to that is what
+ * any logical-replication consumer costs it before doing any work of its own. With `onData` the stream
+ * goes to a pipe instead, and `onData` hears when each piece arrived (the output has no framing to parse).
+ * `env` adds to its environment (e.g. `PGOPTIONS`). Resolves once its slot is active.
+ * @param {string} binary
+ * @param {string} url
+ * @param {pg.Client} admin
+ * @param {{ publication: string, options?: string[], env?: Record<string, string>, onData?: (at: number, bytes: number) => void }} settings
+ */
+export async function startRecvlogical(binary, url, admin, { publication, options = ['proto_version=1'], env = {}, onData }) {
+  const slot = `bench_recvlogical_${process.pid}`
+  const child = spawn(binary, ['-d', url, '-S', slot, '-P', 'pgoutput', '--create-slot', '--if-not-exists', '--start', '--no-loop',
+    '-o', `publication_names=${publication}`, ...options.flatMap(option => ['-o', option]), '-f', onData ? '-' : '/dev/null', '-F', '0', '-s', '1'], { env: { ...process.env, ...env }, stdio: ['ignore', onData ? 'pipe' : 'ignore', 'pipe'] })
+  child.stdout?.on('data', chunk => onData?.(nowMs(), chunk.length))
+  let stderr = ''
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  for (const deadline = Date.now() + 30_000; ;) {
+    const { rows } = await admin.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    if (rows[0]?.active) break
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`[bench] pg_recvlogical did not start streaming: ${stderr.trim() || `exit ${child.exitCode}`}`)
+    await sleep(50)
+  }
+  return {
+    pid: /** @type {number} */ (child.pid),
+    async stop() {
+      child.kill('SIGINT')
+      await exited
+      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    },
+  }
+}
+
 /** Postgres's own logical replication client, if it is on the PATH (Debian's postgresql-client puts it there). */
 export function findRecvlogical() {
   try {

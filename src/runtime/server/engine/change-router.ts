@@ -32,6 +32,7 @@ export class KeyedChanges {
    * changes), or `all` once they were more than it keeps.
    */
   dropped: Set<string> | 'all' | null = null
+  private maxDroppedKeys = 0
 
   constructor(private readonly chunkChars = Number.POSITIVE_INFINITY) {}
 
@@ -75,8 +76,6 @@ export class KeyedChanges {
     this.chars = 0
     for (const key of keys) this.touch(key)
   }
-
-  private maxDroppedKeys = 0
 
   private touch(key: string): void {
     const dropped = this.dropped

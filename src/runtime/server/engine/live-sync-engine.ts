@@ -11,6 +11,7 @@ import { compareLsn, maxLsn, nextLsn, type Lsn } from '../../shared/lsn'
 import { keyString, type KeyValue, type ModelMeta, type ResyncReason, type Row, type SnapshotModel } from '../../shared/protocol'
 import { ChangeRouter, KeyedChanges, type ViewTouches } from './change-router'
 import { resolveConnectionConfig } from './connection-config'
+import { DEFAULT_DECODING_WORK_MEM, isMemorySize } from './decoding-work-mem'
 import type { ClusterHost, ClusterSubscription, EngineCluster } from './engine-cluster'
 import { EngineMetrics, preciseNow } from './engine-metrics'
 import { LiveSyncError, type LiveSyncLogger } from './errors'
@@ -109,9 +110,6 @@ export interface StreamingOptions {
 }
 
 const DEFAULT_CHUNK_CHARS = 256 * 1024
-const DEFAULT_DECODING_WORK_MEM = '4MB'
-/** A size as Postgres reads it; also what keeps the value safe to inline into `SET`. */
-const MEMORY_SIZE_RE = /^\d{1,9}(?:kB|MB|GB)$/
 const DEFAULT_MAX_HELD_CHARS = 4 * 1024 * 1024
 
 export interface SnapshotOptions {
@@ -270,7 +268,7 @@ export class LiveSyncEngine {
     this.hub = new SubscriptionHub(this.logger, options.replay)
     this.cluster = options.cluster ?? null
     const workMem = options.streaming?.decodingWorkMem
-    if (workMem !== undefined && workMem !== null && !MEMORY_SIZE_RE.test(workMem)) {
+    if (workMem !== undefined && workMem !== null && !isMemorySize(workMem)) {
       throw new LiveSyncError('CONFIG', `streaming.decodingWorkMem must be a size such as '4MB' (kB, MB or GB) or null, got ${JSON.stringify(workMem)}.`)
     }
   }
